@@ -1,0 +1,553 @@
+"""The frozen, validated description of one robot, loaded from ``config/<name>.yaml``.
+
+Everything robot-specific lives in that YAML: action dimensions with units and limits, the
+tokenizer's patch groups and code shape (FASTer Table 4), cameras, joint-state inputs and the
+routing of each action group to its controller. Nodes, launch files, the tokenizer and the policy all
+read the same object, so a wrong file fails once, at load, with the file, the field and the value.
+
+No rclpy here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from faster_ros.paths import config_path
+
+DIMENSION_KINDS = ("position", "velocity")
+INTERFACE_KINDS = (
+    "joint_trajectory",  # trajectory_msgs/JointTrajectory to a ros2_control JointTrajectoryController
+    "joint_state_stream",  # sensor_msgs/JointState setpoints streamed at the control rate (R1 Lite)
+    "gripper_position",  # sensor_msgs/JointState with position[0], streamed (R1 Lite grippers)
+    "forward_command",  # std_msgs/Float64MultiArray to a ros2_control forward_command_controller
+    "twist_base",  # geometry_msgs/TwistStamped velocity command for a mobile base
+)
+TWIST_FIELDS = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
+CAMERA_TYPES = ("Image", "CompressedImage")
+
+
+class EmbodimentConfigError(ValueError):
+    """A config file is wrong; the message names the file, the field and the bad value."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One action dimension. ``kind`` says whether the action is a position (joint angle, gripper
+    opening) or a velocity (base twist); ``max_rate`` bounds its rate of change in ``unit``/s (a
+    joint speed limit for positions, an acceleration limit for velocities). ``joint`` is the name
+    under which the robot reports it in its joint states (None for velocities)."""
+
+    name: str
+    unit: str
+    kind: str
+    lower: float
+    upper: float
+    max_rate: float
+    joint: str | None
+
+
+@dataclass(frozen=True)
+class PatchGroup:
+    """A tokenizer patch group: action dimensions of one physical meaning (FASTer section 3.1)."""
+
+    name: str
+    dims: tuple[str, ...]
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """FASTerVQ shape for this robot: chunk of ``chunk_size`` steps cut into time patches of
+    ``time_patch`` steps, latent ``code_horizon`` (C_h) x ``code_dims`` (C_a), ``codebooks`` (N_c)
+    residual levels of ``codebook_size`` (K) codes each."""
+
+    chunk_size: int
+    time_patch: int
+    code_horizon: int
+    code_dims: int
+    codebooks: int
+    codebook_size: int
+    latent_dim: int
+    patch_groups: tuple[PatchGroup, ...]
+
+    @property
+    def tokens_per_chunk(self) -> int:
+        return self.codebooks * self.code_horizon * self.code_dims
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """Which model runs this robot and how it decodes (BAR block size, sampling)."""
+
+    model: str | None
+    tokenizer: str | None
+    block_size: int
+    instruction: str
+    top_k: int
+    temperature: float
+    greedy: bool
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """Timing and safety of chunk execution (see faster_ros.control)."""
+
+    rate_hz: float
+    execute_steps: int
+    blend_time_s: float
+    max_seam_jump: float
+    watchdog_s: float
+    min_lead_s: float
+    slop_s: float
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.rate_hz
+
+
+@dataclass(frozen=True)
+class CameraInput:
+    name: str
+    topic: str
+    msg_type: str
+    rate_hz: float
+    max_age_s: float
+
+
+@dataclass(frozen=True)
+class JointInput:
+    topic: str
+    joints: tuple[str, ...]
+    max_age_s: float
+
+
+@dataclass(frozen=True)
+class OutputGroup:
+    """Route action dimensions ``dims`` to one controller: interface ``kind`` on ``topic``.
+    ``joints`` are the controller's joint names (default: the dimension names); ``fields`` map each
+    dimension of a ``twist_base`` group to a TwistStamped field."""
+
+    name: str
+    kind: str
+    topic: str
+    dims: tuple[str, ...]
+    indices: tuple[int, ...]
+    joints: tuple[str, ...]
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Embodiment:
+    """One robot. Build it with :func:`load_embodiment`."""
+
+    name: str
+    description: str
+    source: str
+    dimensions: tuple[Dimension, ...]
+    state_joints: tuple[str, ...]
+    tokenizer: TokenizerSpec
+    policy: PolicySpec
+    control: ControlSpec
+    cameras: tuple[CameraInput, ...]
+    joint_inputs: tuple[JointInput, ...]
+    outputs: tuple[OutputGroup, ...]
+    replay: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.dimensions)
+
+    @property
+    def state_dim(self) -> int:
+        return len(self.state_joints)
+
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.dimensions)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.array([d.lower for d in self.dimensions], dtype=np.float64)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([d.upper for d in self.dimensions], dtype=np.float64)
+
+    @property
+    def max_rate(self) -> np.ndarray:
+        return np.array([d.max_rate for d in self.dimensions], dtype=np.float64)
+
+    @property
+    def is_velocity(self) -> np.ndarray:
+        return np.array([d.kind == "velocity" for d in self.dimensions], dtype=bool)
+
+    def index(self, name: str) -> int:
+        return self.dim_names.index(name)
+
+    @property
+    def position_joint_indices(self) -> dict[str, int]:
+        """Joint-state name -> action index, for the dimensions that are joint positions."""
+        return {d.joint: i for i, d in enumerate(self.dimensions) if d.joint is not None}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+class _Reader:
+    """Reads a nested mapping, tracking the field path for error messages."""
+
+    def __init__(self, source: str, data: Any, path: str = ""):
+        self.source, self.data, self.path = source, data, path
+
+    def fail(self, message: str, key: str | None = None) -> EmbodimentConfigError:
+        where = self._join(key) if key is not None else (self.path or "<top level>")
+        return EmbodimentConfigError(f"{self.source}: {where}: {message}")
+
+    def _join(self, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{self.path}[{key}]"
+        return f"{self.path}.{key}" if self.path else key
+
+    def mapping(self, allowed: set[str], required: set[str]) -> _Reader:
+        if not isinstance(self.data, dict):
+            raise self.fail(f"expected a mapping, got {type(self.data).__name__} {self.data!r}")
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            raise self.fail(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+        missing = sorted(required - set(self.data))
+        if missing:
+            raise self.fail(f"missing required key {missing[0]!r}")
+        return self
+
+    def child(self, key: str | int) -> _Reader:
+        return _Reader(self.source, self.data[key], self._join(key))
+
+    def items(self, key: str, allow_empty: bool = False) -> list[_Reader]:
+        value = self.data.get(key, [])
+        if not isinstance(value, list) or (not value and not allow_empty):
+            raise self.fail(f"expected a non-empty list, got {value!r}", key)
+        sub = self.child(key)
+        return [sub.child(i) for i in range(len(value))]
+
+    def get(self, key: str, kind: type | tuple, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail("missing required key", key)
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind in (int, float):
+            raise self.fail(f"expected {kind.__name__}, got {value!r}", key)
+        if not isinstance(value, kind):
+            name = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(f"expected {name}, got {value!r}", key)
+        return value
+
+    def positive(self, key: str, kind: type = float, default: Any = ...) -> Any:
+        value = self.get(key, kind, default)
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise self.fail(f"must be a positive finite number, got {value!r}", key)
+        return value
+
+    def names(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, list)
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(f"expected a non-empty list of names, got {value!r}", key)
+        seen = set()
+        for v in value:
+            if v in seen:
+                raise self.fail(f"duplicate name {v!r}", key)
+            seen.add(v)
+        return tuple(value)
+
+    def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if value not in options:
+            raise self.fail(f"unknown value {value!r} (expected one of: {', '.join(options)})", key)
+        return value
+
+
+def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
+    dims: list[Dimension] = []
+    seen: set[str] = set()
+    for r in top.items("dimensions"):
+        r.mapping({"name", "unit", "kind", "limits", "max_rate", "joint"}, {"name", "limits"})
+        name = r.get("name", str)
+        if name in seen:
+            raise r.fail(f"duplicate dimension name {name!r}", "name")
+        seen.add(name)
+        kind = r.choice("kind", DIMENSION_KINDS, "position")
+        limits = r.get("limits", list)
+        if len(limits) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in limits
+        ):
+            raise r.fail(f"expected [lower, upper], got {limits!r}", "limits")
+        lower, upper = float(limits[0]), float(limits[1])
+        if not (math.isfinite(lower) and math.isfinite(upper)):
+            raise r.fail(f"limits must be finite, got {limits!r}", "limits")
+        if lower >= upper:
+            raise r.fail(f"inverted limits: lower {lower} >= upper {upper}", "limits")
+        default_joint = name if kind == "position" else None
+        joint = r.get("joint", (str, type(None)), default_joint)
+        dims.append(
+            Dimension(
+                name=name,
+                unit=r.get("unit", str, "rad"),
+                kind=kind,
+                lower=lower,
+                upper=upper,
+                max_rate=r.positive("max_rate"),
+                joint=joint,
+            )
+        )
+    return tuple(dims)
+
+
+def _resolve(
+    r: _Reader, key: str, names: tuple[str, ...], index: dict[str, int]
+) -> tuple[int, ...]:
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise r.fail(f"unknown dimension {unknown[0]!r}", key)
+    return tuple(index[n] for n in names)
+
+
+def _check_partition(
+    r: _Reader, key: str, groups: list[tuple[str, tuple[int, ...]]], dim_names: tuple[str, ...]
+) -> None:
+    owner: dict[int, str] = {}
+    for group_name, idx in groups:
+        for i in idx:
+            if i in owner:
+                raise r.fail(
+                    f"dimension {dim_names[i]!r} is in both {owner[i]!r} and {group_name!r}", key
+                )
+            owner[i] = group_name
+    missing = [dim_names[i] for i in range(len(dim_names)) if i not in owner]
+    if missing:
+        raise r.fail(f"dimension {missing[0]!r} is in no group (groups must cover all)", key)
+
+
+def _tokenizer(top: _Reader, dim_names: tuple[str, ...]) -> TokenizerSpec:
+    r = top.child("tokenizer").mapping(
+        {"chunk_size", "time_patch", "code_horizon", "code_dims", "codebooks", "codebook_size",
+         "latent_dim", "patch_groups"},
+        {"chunk_size", "time_patch", "code_horizon", "code_dims", "codebooks", "patch_groups"},
+    )
+    index = {n: i for i, n in enumerate(dim_names)}
+    groups: list[PatchGroup] = []
+    seen: set[str] = set()
+    for g in r.items("patch_groups"):
+        g.mapping({"name", "dims"}, {"name", "dims"})
+        name = g.get("name", str)
+        if name in seen:
+            raise g.fail(f"duplicate group name {name!r}", "name")
+        seen.add(name)
+        dims = g.names("dims")
+        groups.append(PatchGroup(name, dims, _resolve(g, "dims", dims, index)))
+    _check_partition(r, "patch_groups", [(g.name, g.indices) for g in groups], dim_names)
+    chunk = r.positive("chunk_size", int)
+    time_patch = r.positive("time_patch", int)
+    if chunk % time_patch:
+        raise r.fail(f"time_patch {time_patch} does not divide chunk_size {chunk}", "time_patch")
+    spec = TokenizerSpec(
+        chunk_size=chunk,
+        time_patch=time_patch,
+        code_horizon=r.positive("code_horizon", int),
+        code_dims=r.positive("code_dims", int),
+        codebooks=r.positive("codebooks", int),
+        codebook_size=r.positive("codebook_size", int, 4096),
+        latent_dim=r.positive("latent_dim", int, 128),
+        patch_groups=tuple(groups),
+    )
+    if spec.code_horizon > chunk:
+        raise r.fail(
+            f"code_horizon {spec.code_horizon} exceeds chunk_size {chunk}", "code_horizon"
+        )
+    return spec
+
+
+def _policy(top: _Reader, tokens_per_chunk: int) -> PolicySpec:
+    r = top.child("policy").mapping(
+        {"model", "tokenizer", "block_size", "instruction", "top_k", "temperature", "greedy"},
+        {"block_size"},
+    )
+    block = r.positive("block_size", int)
+    if block > tokens_per_chunk:
+        raise r.fail(
+            f"block_size {block} exceeds the {tokens_per_chunk} tokens of one chunk", "block_size"
+        )
+    return PolicySpec(
+        model=r.get("model", (str, type(None)), None),
+        tokenizer=r.get("tokenizer", (str, type(None)), None),
+        block_size=block,
+        instruction=r.get("instruction", str, ""),
+        top_k=r.positive("top_k", int, 50),
+        temperature=r.positive("temperature", float, 0.8),
+        greedy=r.get("greedy", bool, False),
+    )
+
+
+def _control(top: _Reader, chunk_size: int) -> ControlSpec:
+    r = top.child("control").mapping(
+        {"rate_hz", "execute_steps", "blend_time_s", "max_seam_jump", "watchdog_s", "min_lead_s",
+         "slop_s"},
+        {"rate_hz"},
+    )
+    rate = r.positive("rate_hz")
+    execute = r.positive("execute_steps", int, chunk_size // 2)
+    if execute > chunk_size:
+        raise r.fail(f"execute_steps {execute} exceeds chunk_size {chunk_size}", "execute_steps")
+    blend = r.get("blend_time_s", float, 0.2)
+    if not 0 <= blend < chunk_size / rate:
+        raise r.fail(f"blend_time_s must be in [0, chunk duration), got {blend}", "blend_time_s")
+    return ControlSpec(
+        rate_hz=rate,
+        execute_steps=execute,
+        blend_time_s=blend,
+        max_seam_jump=r.positive("max_seam_jump", float, 0.15),
+        watchdog_s=r.positive("watchdog_s", float, 0.5),
+        min_lead_s=r.get("min_lead_s", float, 1.0 / rate),
+        slop_s=r.positive("slop_s", float, 0.05),
+    )
+
+
+def _cameras(top: _Reader) -> tuple[CameraInput, ...]:
+    cams, names = [], set()
+    for r in top.items("cameras", allow_empty=True):
+        r.mapping({"name", "topic", "type", "rate_hz", "max_age_s"}, {"name", "topic", "type"})
+        name = r.get("name", str)
+        if name in names:
+            raise r.fail(f"duplicate camera name {name!r}", "name")
+        names.add(name)
+        cams.append(
+            CameraInput(
+                name=name,
+                topic=r.get("topic", str),
+                msg_type=r.choice("type", CAMERA_TYPES),
+                rate_hz=r.positive("rate_hz", float, 30.0),
+                max_age_s=r.positive("max_age_s", float, 0.2),
+            )
+        )
+    return tuple(cams)
+
+
+def _joint_inputs(top: _Reader) -> tuple[tuple[JointInput, ...], tuple[str, ...]]:
+    inputs, state, topics = [], [], set()
+    for r in top.items("joint_inputs"):
+        r.mapping({"topic", "joints", "max_age_s"}, {"topic", "joints"})
+        topic = r.get("topic", str)
+        if topic in topics:
+            raise r.fail(f"duplicate joint input topic {topic!r}", "topic")
+        topics.add(topic)
+        joints = r.names("joints")
+        for j in joints:
+            if j in state:
+                raise r.fail(f"joint {j!r} is read from two inputs", "joints")
+            state.append(j)
+        inputs.append(JointInput(topic, joints, r.positive("max_age_s", float, 0.1)))
+    return tuple(inputs), tuple(state)
+
+
+def _outputs(top: _Reader, dim_names: tuple[str, ...]) -> tuple[OutputGroup, ...]:
+    index = {n: i for i, n in enumerate(dim_names)}
+    groups: list[OutputGroup] = []
+    for r in top.items("outputs"):
+        r.mapping({"name", "kind", "topic", "dims", "joints", "fields"}, {"name", "kind", "topic",
+                                                                          "dims"})
+        kind = r.choice("kind", INTERFACE_KINDS)
+        dims = r.names("dims")
+        indices = _resolve(r, "dims", dims, index)
+        joints = r.names("joints") if "joints" in r.data else dims
+        if len(joints) != len(dims):
+            raise r.fail(f"{len(joints)} joints for {len(dims)} dims", "joints")
+        fields: tuple[str, ...] = ()
+        if kind == "twist_base":
+            fields = r.names("fields")
+            bad = [f for f in fields if f not in TWIST_FIELDS]
+            if bad:
+                raise r.fail(f"unknown twist field {bad[0]!r}", "fields")
+            if len(fields) != len(dims):
+                raise r.fail(f"{len(fields)} fields for {len(dims)} dims", "fields")
+        elif "fields" in r.data:
+            raise r.fail(f"'fields' only applies to twist_base outputs, not {kind}", "fields")
+        if kind == "gripper_position" and len(dims) != 1:
+            raise r.fail(f"a gripper_position output takes one dimension, got {len(dims)}",
+                         "dims")
+        groups.append(OutputGroup(r.get("name", str), kind, r.get("topic", str), dims, indices,
+                                  joints, fields))
+    names = [g.name for g in groups]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise top.fail(f"duplicate output group name {sorted(dup)[0]!r}", "outputs")
+    _check_partition(top, "outputs", [(g.name, g.indices) for g in groups], dim_names)
+    return tuple(groups)
+
+
+def _check_kinds(top: _Reader, emb: Embodiment) -> None:
+    """Velocity dimensions go to twist outputs, positions to position interfaces, and every
+    position dimension is observed in some joint input (the executor must know where it is)."""
+    for g in emb.outputs:
+        for i in g.indices:
+            dim = emb.dimensions[i]
+            if (dim.kind == "velocity") != (g.kind == "twist_base"):
+                raise top.fail(
+                    f"dimension {dim.name!r} of kind {dim.kind} cannot go to a {g.kind} output "
+                    f"({g.name!r})",
+                    "outputs",
+                )
+    observed = set(emb.state_joints)
+    for d in emb.dimensions:
+        if d.joint is not None and d.joint not in observed:
+            raise top.fail(
+                f"dimension {d.name!r} commands joint {d.joint!r}, which no joint input reports",
+                "joint_inputs",
+            )
+
+
+def parse_embodiment(data: Any, source: str = "<memory>") -> Embodiment:
+    """Validate a parsed YAML mapping and build the frozen :class:`Embodiment`."""
+    top = _Reader(source, data).mapping(
+        {"name", "description", "dimensions", "tokenizer", "policy", "control", "cameras",
+         "joint_inputs", "outputs", "replay"},
+        {"name", "dimensions", "tokenizer", "policy", "control", "joint_inputs", "outputs"},
+    )
+    dims = _dimensions(top)
+    dim_names = tuple(d.name for d in dims)
+    tokenizer = _tokenizer(top, dim_names)
+    joint_inputs, state = _joint_inputs(top)
+    replay = top.get("replay", dict, {})
+    emb = Embodiment(
+        name=top.get("name", str),
+        description=top.get("description", str, ""),
+        source=source,
+        dimensions=dims,
+        state_joints=state,
+        tokenizer=tokenizer,
+        policy=_policy(top, tokenizer.tokens_per_chunk),
+        control=_control(top, tokenizer.chunk_size),
+        cameras=_cameras(top),
+        joint_inputs=joint_inputs,
+        outputs=_outputs(top, dim_names),
+        replay={str(k): str(v) for k, v in replay.items()},
+    )
+    _check_kinds(top, emb)
+    return emb
+
+
+def load_embodiment(name_or_path: str | Path) -> Embodiment:
+    """Load ``config/<name>.yaml`` (or a YAML path) into a validated :class:`Embodiment`."""
+    path = config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise EmbodimentConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_embodiment(data, str(path))
