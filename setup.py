@@ -44,6 +44,9 @@ setup(
     entry_points={
         "console_scripts": [
             "faster-ros = faster_ros.cli:main",
+            "policy_node = faster_ros.ros.policy_node:main",
+            "chunk_executor = faster_ros.ros.executor_node:main",
+            "mock_robot = faster_ros.ros.mock_robot:main",
         ],
     },
 )

@@ -2,8 +2,8 @@
 
 Everything robot-specific lives in that YAML: action dimensions with units and limits, the
 tokenizer's patch groups and code shape (FASTer Table 4), cameras, joint-state inputs and the
-routing of each action group to its controller. Nodes, launch files, the tokenizer and the policy all
-read the same object, so a wrong file fails once, at load, with the file, the field and the value.
+routing of each action group to its controller. Nodes, launch files, the tokenizer and the
+policy all read the same object, so a wrong file fails once, at load, with the file, the field and the value.
 
 No rclpy here.
 """
@@ -22,8 +22,8 @@ from faster_ros.paths import config_path
 
 DIMENSION_KINDS = ("position", "velocity")
 INTERFACE_KINDS = (
-    "joint_trajectory",  # trajectory_msgs/JointTrajectory to a ros2_control JointTrajectoryController
-    "joint_state_stream",  # sensor_msgs/JointState setpoints streamed at the control rate (R1 Lite)
+    "joint_trajectory",  # trajectory_msgs/JointTrajectory to a ros2_control JTC
+    "joint_state_stream",  # sensor_msgs/JointState setpoints at the control rate (R1 Lite)
     "gripper_position",  # sensor_msgs/JointState with position[0], streamed (R1 Lite grippers)
     "forward_command",  # std_msgs/Float64MultiArray to a ros2_control forward_command_controller
     "twist_base",  # geometry_msgs/TwistStamped velocity command for a mobile base
@@ -196,7 +196,7 @@ class Embodiment:
         return {d.joint: i for i, d in enumerate(self.dimensions) if d.joint is not None}
 
 
-# --------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # Loading and validation
 
 
@@ -271,7 +271,8 @@ class _Reader:
     def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
         value = self.get(key, str, default)
         if value not in options:
-            raise self.fail(f"unknown value {value!r} (expected one of: {', '.join(options)})", key)
+            expected = ", ".join(options)
+            raise self.fail(f"unknown value {value!r} (expected one of: {expected})", key)
         return value
 
 

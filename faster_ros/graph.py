@@ -1,0 +1,122 @@
+"""The node graph of one embodiment: which nodes run, with which parameters and topics.
+
+One source of truth for both ways of starting the stack:
+- ``launch/<embodiment>.launch.py`` turns each :class:`NodeSpec` into a ``launch_ros`` Node (on a
+  robot with ROS 2 installed);
+- ``faster-ros bringup <embodiment>`` (faster_ros.ros.bringup) runs the same specs in one process
+  or as child processes, here where ``launch``/``ros2`` are not installable.
+
+No rclpy here: this module only describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from faster_ros.embodiment import Embodiment, load_embodiment
+
+# Topics owned by the stack itself (robot topics come from the embodiment config).
+CHUNK_TOPIC = "/faster/action_chunk"
+SHADOW_CHUNK_TOPIC = "/faster/shadow/action_chunk"
+STATUS_TOPIC = "/faster/policy_status"
+EXECUTOR_STATUS_TOPIC = "/faster/executor_status"
+INSTRUCTION_TOPIC = "/faster/instruction"
+MODE_TOPIC = "/faster/mode"
+DIAGNOSTICS_TOPIC = "/diagnostics"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node: ``executable`` is the console script installed in lib/faster_ros (what
+    launch_ros runs); ``module`` holds the node class and ``main`` (what bringup runs)."""
+
+    name: str
+    executable: str
+    module: str
+    node_class: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Graph:
+    embodiment: str
+    nodes: tuple[NodeSpec, ...]
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node {name!r} in the {self.embodiment} graph")
+
+
+def build_graph(
+    embodiment: str | Embodiment,
+    *,
+    mock_robot: bool = False,
+    model: str | None = None,
+    tokenizer: str | None = None,
+    use_sim_time: bool = False,
+    mock_source: str = "",
+    deterministic: bool = False,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> Graph:
+    """Describe the nodes that run ``embodiment``.
+
+    ``model``/``tokenizer`` default to the embodiment's ``policy`` section; ``mock_source`` is a
+    rosbag2 path the mock robot replays (empty: generated signals); ``overrides`` maps a node name
+    to parameter values that replace the defaults (``-p``-style).
+    """
+    emb = embodiment if isinstance(embodiment, Embodiment) else load_embodiment(embodiment)
+    config = emb.source
+    common = {"embodiment": config, "use_sim_time": use_sim_time}
+    nodes = [
+        NodeSpec(
+            name="faster_policy",
+            executable="policy_node",
+            module="faster_ros.ros.policy_node",
+            node_class="PolicyNode",
+            parameters={
+                **common,
+                "model": model or emb.policy.model or "",
+                "tokenizer": tokenizer or emb.policy.tokenizer or "",
+                "instruction": emb.policy.instruction,
+                "deterministic": deterministic,
+                "device": "cpu",
+            },
+        ),
+        NodeSpec(
+            name="faster_executor",
+            executable="chunk_executor",
+            module="faster_ros.ros.executor_node",
+            node_class="ChunkExecutorNode",
+            parameters=dict(common),
+        ),
+    ]
+    if mock_robot:
+        nodes.append(
+            NodeSpec(
+                name="mock_robot",
+                executable="mock_robot",
+                module="faster_ros.ros.mock_robot",
+                node_class="MockRobotNode",
+                parameters={**common, "source": mock_source},
+            )
+        )
+    by_name = {n.name: n for n in nodes}
+    for name, values in (overrides or {}).items():
+        if name not in by_name:
+            raise KeyError(f"override for unknown node {name!r} (nodes: {', '.join(by_name)})")
+        spec = by_name[name]
+        by_name[name] = replace(spec, parameters={**spec.parameters, **values})
+    return Graph(emb.name, tuple(by_name.values()))
+
+
+def robot_topics(emb: Embodiment) -> dict[str, list[str]]:
+    """The robot-side topics of an embodiment, by direction (for docs, checks and recording)."""
+    return {
+        "cameras": [c.topic for c in emb.cameras],
+        "joint_inputs": [j.topic for j in emb.joint_inputs],
+        "outputs": [o.topic for o in emb.outputs],
+    }
