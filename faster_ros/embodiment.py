@@ -3,7 +3,8 @@
 Everything robot-specific lives in that YAML: action dimensions with units and limits, the
 tokenizer's patch groups and code shape (FASTer Table 4), cameras, joint-state inputs and the
 routing of each action group to its controller. Nodes, launch files, the tokenizer and the
-policy all read the same object, so a wrong file fails once, at load, with the file, the field and the value.
+policy all read the same object, so a wrong file fails once, at load, with the file, the field
+and the value.
 
 No rclpy here.
 """
