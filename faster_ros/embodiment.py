@@ -42,7 +42,9 @@ class Dimension:
     """One action dimension. ``kind`` says whether the action is a position (joint angle, gripper
     opening) or a velocity (base twist); ``max_rate`` bounds its rate of change in ``unit``/s (a
     joint speed limit for positions, an acceleration limit for velocities). ``joint`` is the name
-    under which the robot reports it in its joint states (None for velocities)."""
+    under which the robot reports it in its joint states (None for velocities);
+    ``max_seam_jump`` bounds a jump between consecutive commands in this dimension's unit
+    (default: ``control.max_seam_jump``)."""
 
     name: str
     unit: str
@@ -51,6 +53,7 @@ class Dimension:
     upper: float
     max_rate: float
     joint: str | None
+    max_seam_jump: float | None = None  # overrides control.max_seam_jump (in this unit)
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,13 @@ class Embodiment:
         return np.array([d.max_rate for d in self.dimensions], dtype=np.float64)
 
     @property
+    def seam_bound(self) -> np.ndarray:
+        """(D,) largest allowed jump between consecutive commands, per dimension."""
+        default = self.control.max_seam_jump
+        return np.array([default if d.max_seam_jump is None else d.max_seam_jump
+                         for d in self.dimensions], dtype=np.float64)
+
+    @property
     def is_velocity(self) -> np.ndarray:
         return np.array([d.kind == "velocity" for d in self.dimensions], dtype=bool)
 
@@ -281,7 +291,8 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
     dims: list[Dimension] = []
     seen: set[str] = set()
     for r in top.items("dimensions"):
-        r.mapping({"name", "unit", "kind", "limits", "max_rate", "joint"}, {"name", "limits"})
+        r.mapping({"name", "unit", "kind", "limits", "max_rate", "joint", "max_seam_jump"},
+                  {"name", "limits"})
         name = r.get("name", str)
         if name in seen:
             raise r.fail(f"duplicate dimension name {name!r}", "name")
@@ -308,6 +319,7 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
                 upper=upper,
                 max_rate=r.positive("max_rate"),
                 joint=joint,
+                max_seam_jump=r.positive("max_seam_jump", float, None),
             )
         )
     return tuple(dims)
