@@ -1,0 +1,256 @@
+"""The frozen, validated configuration of one FASTerVLA policy (FASTer, section 3.2 and A.2).
+
+A :class:`FASTerVLAConfig` fixes the backbone (a Hugging Face vision-language model family and
+its sizes, or a local checkpoint directory), the lightweight action expert, the action-code
+shape of the FASTerVQ tokenizer it predicts, BAR decoding and the training recipe. It is saved
+as ``config.json`` next to the weights. Named presets: ``"debug"`` (unit tests), ``"tiny"`` (the
+shipped CPU-trained default) and real-size timing presets (``"paligemma-3b"``,
+``"smolvlm-500m"``) used with random weights by the benchmark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BACKBONES = ("paligemma", "smolvlm")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A few hundred thousand parameters: unit tests only.
+    "debug": dict(
+        image_size=16, patch_size=8, vision_width=16, vision_layers=1, vision_heads=2,
+        vision_mlp=32, text_width=32, text_layers=1, text_heads=2, text_kv_heads=1,
+        text_head_dim=16, text_mlp=64, expert_width=32, expert_layers=2, expert_heads=2,
+        expert_kv_heads=1, expert_head_dim=16, expert_mlp=64, codebook_size=16, codebooks=2,
+        code_horizon=1, code_dims=5, block_size=5, chunk_size=8, state_dim=3, state_bins=16,
+        steps=20, warmup_steps=2, batch_size=4, learning_rate=3e-3, bf16=False,
+    ),
+    # ~2-3M parameters: the shipped default, trained on a laptop CPU. A PaliGemma-layout backbone
+    # (SigLIP tower + linear projector + Gemma LM) and a Gemma-style expert, both small. Paper's
+    # fine-tuning lr (2.5e-5) assumes pretrained weights; from scratch the tiny model needs more.
+    "tiny": dict(
+        image_size=64, patch_size=8, vision_width=96, vision_layers=2, vision_heads=4,
+        vision_mlp=192, text_width=128, text_layers=2, text_heads=4, text_kv_heads=1,
+        text_head_dim=32, text_mlp=256, expert_width=128, expert_layers=3, expert_heads=4,
+        expert_kv_heads=1, expert_head_dim=32, expert_mlp=384, learning_rate=1e-3,
+        weight_decay=1e-4, warmup_steps=100, steps=3000, batch_size=32, bf16=False,
+    ),
+    # PaliGemma-3B (SigLIP So400m/14 at 224 + Gemma-2B) with a pi0-sized ~300M Gemma expert
+    # (pi0's "gemma_300m": width 1024, 18 layers, 8 heads, 1 KV head, mlp 4096). Timing only.
+    "paligemma-3b": dict(
+        image_size=224, patch_size=14, vision_width=1152, vision_layers=27, vision_heads=16,
+        vision_mlp=4304, text_width=2048, text_layers=18, text_heads=8, text_kv_heads=1,
+        text_head_dim=256, text_mlp=16384, text_vocab_size=257152, expert_width=1024,
+        expert_layers=18, expert_heads=8, expert_kv_heads=1, expert_head_dim=256,
+        expert_mlp=4096, codebook_size=4096,
+    ),
+    # SmolVLM-500M (SigLIP base/16 at 512, pixel-shuffle x4 connector, SmolLM2-360M LM) with a
+    # ~60M Llama-style expert (a quarter of the LM's depth, two thirds of its width). Timing only.
+    "smolvlm-500m": dict(
+        backbone="smolvlm", image_size=512, patch_size=16, vision_width=768, vision_layers=12,
+        vision_heads=12, vision_mlp=3072, text_width=960, text_layers=32, text_heads=15,
+        text_kv_heads=5, text_head_dim=64, text_mlp=2560, text_vocab_size=49280,
+        expert_width=640, expert_layers=8, expert_heads=10, expert_kv_heads=5,
+        expert_head_dim=64, expert_mlp=1706, codebook_size=4096, pixel_shuffle=4,
+    ),
+}
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"FASTerVLAConfig.{name} must be a positive int, got {value!r}")
+
+
+def _nonneg_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"FASTerVLAConfig.{name} must be an int >= 0, got {value!r}")
+
+
+def _positive_float(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"FASTerVLAConfig.{name} must be a finite number {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FASTerVLAConfig:
+    """FASTerVLA hyper-parameters, grouped Architecture / Action codes / Inference / Training.
+
+    Sequence layout: context = [camera images (num_cameras x image tokens); instruction; the
+    discretised proprioceptive state written as text], encoded once by the backbone; the action
+    expert then decodes N = codebooks * code_horizon * code_dims action tokens in
+    ceil(N / block_size) blocks (BAR). With ``backbone_path`` set the backbone (and its sizes,
+    text tokenizer and vocabulary) come from that local checkpoint; the ``vision_*`` / ``text_*``
+    sizes are then unused.
+    """
+
+    # --- Architecture: backbone (a transformers VLM family) and the action expert
+    backbone: str = "paligemma"
+    backbone_path: str = ""
+    image_size: int = 64
+    patch_size: int = 8
+    pixel_shuffle: int = 2  # SmolVLM connector scale factor (image tokens / pixel_shuffle**2)
+    vision_width: int = 96
+    vision_layers: int = 2
+    vision_heads: int = 4
+    vision_mlp: int = 192
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_kv_heads: int = 1
+    text_head_dim: int = 32
+    text_mlp: int = 256
+    text_vocab_size: int = 0  # 0: the size of the built-in word-level text vocabulary
+    expert_width: int = 128
+    expert_layers: int = 3
+    expert_heads: int = 4
+    expert_kv_heads: int = 1
+    expert_head_dim: int = 32
+    expert_mlp: int = 384
+    rope_theta: float = 10000.0
+    num_cameras: int = 1
+    cameras: tuple[str, ...] = ()
+    state_dim: int = 26
+    state_bins: int = 256
+    max_text_tokens: int = 32
+    # --- Action codes (must match the FASTerVQ tokenizer)
+    action_dim: int = 26
+    chunk_size: int = 32
+    codebook_size: int = 1024
+    codebooks: int = 3
+    code_horizon: int = 2
+    code_dims: int = 13
+    # --- Inference (A.2: top-k 50, temperature 0.8; fixed RoPE spacing +2)
+    block_size: int = 13
+    inference_spacing: int = 2
+    top_k: int = 50
+    temperature: float = 0.8
+    greedy: bool = False
+    mask_invalid: bool = True
+    # --- Training (A.2: AdamW lr 2.5e-5, wd 1e-10, cosine with 1000 warm-up steps, bf16)
+    spacing_jitter: int = 2
+    learning_rate: float = 2.5e-5
+    weight_decay: float = 1e-10
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 1000
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    steps: int = 30000
+    batch_size: int = 32
+    bf16: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "cameras", tuple(str(c) for c in self.cameras))
+        set_(self, "betas", tuple(float(b) for b in self.betas))
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"FASTerVLAConfig.backbone must be one of {BACKBONES}, got "
+                             f"{self.backbone!r}")
+        for name in ("image_size", "patch_size", "pixel_shuffle", "vision_width", "vision_layers",
+                     "vision_heads", "vision_mlp", "text_width", "text_layers", "text_heads",
+                     "text_kv_heads", "text_head_dim", "text_mlp", "expert_width",
+                     "expert_layers", "expert_heads", "expert_kv_heads", "expert_head_dim",
+                     "expert_mlp", "num_cameras", "state_dim", "state_bins", "max_text_tokens",
+                     "action_dim", "chunk_size", "codebook_size", "codebooks", "code_horizon",
+                     "code_dims", "block_size", "inference_spacing", "top_k", "warmup_steps",
+                     "steps", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        for name in ("text_vocab_size", "spacing_jitter", "seed"):
+            _nonneg_int(name, getattr(self, name))
+        if self.image_size % self.patch_size:
+            raise ValueError(f"FASTerVLAConfig.patch_size {self.patch_size} does not divide "
+                             f"image_size {self.image_size}")
+        if not 1 <= self.num_cameras <= 3:
+            raise ValueError(f"FASTerVLAConfig.num_cameras must be 1..3, got {self.num_cameras}")
+        if self.cameras and len(self.cameras) != self.num_cameras:
+            raise ValueError(f"FASTerVLAConfig.cameras names {len(self.cameras)} cameras for "
+                             f"num_cameras {self.num_cameras}: {self.cameras!r}")
+        for prefix in ("text", "expert"):
+            heads, kv = getattr(self, f"{prefix}_heads"), getattr(self, f"{prefix}_kv_heads")
+            if heads % kv:
+                raise ValueError(f"FASTerVLAConfig.{prefix}_kv_heads {kv} does not divide "
+                                 f"{prefix}_heads {heads}")
+        if self.expert_head_dim % 2:
+            raise ValueError(f"FASTerVLAConfig.expert_head_dim must be even (RoPE), got "
+                             f"{self.expert_head_dim}")
+        if self.block_size > self.tokens_per_chunk:
+            raise ValueError(f"FASTerVLAConfig.block_size {self.block_size} exceeds the "
+                             f"{self.tokens_per_chunk} tokens of one chunk")
+        _positive_float("temperature", self.temperature)
+        _positive_float("rope_theta", self.rope_theta)
+        _positive_float("learning_rate", self.learning_rate)
+        _positive_float("grad_clip", self.grad_clip)
+        _positive_float("weight_decay", self.weight_decay, allow_zero=True)
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"FASTerVLAConfig.min_lr_ratio must be in [0, 1], got "
+                             f"{self.min_lr_ratio!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"FASTerVLAConfig.betas must be two numbers in [0, 1), got "
+                             f"{self.betas!r}")
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def tokens_per_chunk(self) -> int:
+        """N = N_c * C_h * C_a action tokens per chunk."""
+        return self.codebooks * self.code_horizon * self.code_dims
+
+    @property
+    def action_vocab_size(self) -> int:
+        """|C| = codebook_size codes + <BoBlk> + <EoBlk>: the slots appended to the vocabulary."""
+        return self.codebook_size + 2
+
+    @property
+    def bos_block_id(self) -> int:
+        """Action-vocabulary id of <BoBlk> (the codes are 0..codebook_size-1)."""
+        return self.codebook_size
+
+    @property
+    def eos_block_id(self) -> int:
+        """Action-vocabulary id of <EoBlk>."""
+        return self.codebook_size + 1
+
+    # ------------------------------------------------------------------ presets and I/O
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> FASTerVLAConfig:
+        """A named preset (see ``PRESETS``) with ``overrides`` applied."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown FASTerVLAConfig preset {name!r}; known: "
+                             f"{', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_tokenizer(cls, preset: str, vq_config: Any, **overrides: Any) -> FASTerVLAConfig:
+        """A preset whose action-code fields come from a FASTerVQ tokenizer's config."""
+        codes = dict(
+            action_dim=vq_config.action_dim, chunk_size=vq_config.chunk_size,
+            codebook_size=vq_config.codebook_size, codebooks=vq_config.codebooks,
+            code_horizon=vq_config.code_horizon, code_dims=vq_config.code_dims,
+        )
+        return cls.preset(preset, **{**codes, **overrides})
+
+    def replace(self, **changes: Any) -> FASTerVLAConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FASTerVLAConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"FASTerVLAConfig: unknown field {unknown[0]!r} in saved config")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> FASTerVLAConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,336 @@
+"""FASTerVLA: a VLM backbone + lightweight action expert decoding FASTerVQ codes with BAR.
+
+FASTer (arXiv 2512.04952) section 3.2. One observation -> one action chunk:
+
+1. the backbone (:mod:`faster_ros.policy.backbones`) encodes the camera images, the instruction
+   and the discretised state (:mod:`faster_ros.policy.processor`) once;
+2. its last hidden states, projected to the expert width, are the prefix of the action expert
+   (:mod:`faster_ros.policy.expert`), whose KV is computed once;
+3. the expert decodes the N = N_c * C_h * C_a action tokens in ceil(N / B) blocks with the
+   KV-cached BAR decoder (:mod:`faster_ros.policy.decoding`);
+4. the FASTerVQ tokenizer maps the tokens back to codes and the codes to an action chunk in
+   physical units; the chunk is then clipped to the per-dimension range of the training actions
+   (the paper clips to [-1, 1] in its min-max normalised action space: the same bound).
+
+Training is teacher forcing with the BAR loss (:meth:`FASTerVLA.forward`); inference is
+:meth:`FASTerVLA.predict_action_chunk`. Saved as ``config.json`` + ``backbone_config.json`` +
+``model.safetensors`` + the text tokenizer + ``policy.json`` (the action tokenizer reference).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from faster_ros.policy.backbones import (
+    Backbone,
+    backbone_from_hf_config,
+    build_backbone,
+    load_backbone,
+)
+from faster_ros.policy.configuration import FASTerVLAConfig
+from faster_ros.policy.decoding import (
+    BlockDecoder,
+    DecodeResult,
+    action_positions,
+    block_inputs,
+)
+from faster_ros.policy.expert import ActionExpert
+from faster_ros.policy.masks import block_causal_mask
+from faster_ros.policy.processor import PromptProcessor, build_word_tokenizer
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+BACKBONE_CONFIG_FILE = "backbone_config.json"
+POLICY_FILE = "policy.json"
+
+
+@dataclass
+class PolicyOutput:
+    """One predicted chunk.
+
+    actions  (H, D) float32 in physical units (rad, hand units, m/s), or None when the
+             prediction is invalid (then nothing was decoded; the caller rejects the chunk)
+    codes    (N_c, C_h, C_a) int64 FASTerVQ codes, or None when invalid
+    tokens   (N,) int64 action-vocabulary ids as predicted (codes 0..K-1, K = <BoBlk>,
+             K + 1 = <EoBlk>), always present
+    invalid  reasons, one per invalid token (empty when valid)
+    timing   image_ms, context_ms, block_ms (list, one per block), detokenize_ms, total_ms
+    passes   expert forward passes over action slots (ceil(N / B))
+    """
+
+    actions: np.ndarray | None
+    codes: np.ndarray | None
+    tokens: np.ndarray
+    invalid: list[str] = field(default_factory=list)
+    timing: dict[str, Any] = field(default_factory=dict)
+    passes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.invalid
+
+    @property
+    def num_invalid(self) -> int:
+        return len(self.invalid)
+
+
+class FASTerVLA(nn.Module):
+    """FASTerVLA policy (FASTer section 3.2): VLM backbone, action expert, BAR decoding."""
+
+    def __init__(self, config: FASTerVLAConfig, backbone: Backbone, processor: PromptProcessor,
+                 action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
+                 action_tokenizer: Any = None, tokenizer_ref: str = ""):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.processor = processor
+        backbone.resize_vocab(max(backbone.vocab_size, processor.vocab_size))
+        activation = "gelu" if backbone.family == "paligemma" else "silu"
+        self.expert = ActionExpert(config, backbone.hidden_size,
+                                   backbone.embedding.embedding_dim, activation)
+        d = config.action_dim
+        low = np.full(d, -np.inf) if action_low is None else np.asarray(action_low)
+        high = np.full(d, np.inf) if action_high is None else np.asarray(action_high)
+        self.register_buffer("action_low", torch.as_tensor(low, dtype=torch.float32))
+        self.register_buffer("action_high", torch.as_tensor(high, dtype=torch.float32))
+        self.decoder = BlockDecoder(self.expert, self.embed_actions)
+        self.action_tokenizer = action_tokenizer
+        self.tokenizer_ref = tokenizer_ref
+        self.provenance: dict[str, Any] = {}
+        self._generator: torch.Generator | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, config: FASTerVLAConfig, *, state_low: np.ndarray, state_high: np.ndarray,
+              action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
+              words: Sequence[str] = (), action_tokenizer: Any = None,
+              tokenizer_ref: str = "") -> FASTerVLA:
+        """A new policy. With ``config.backbone_path`` the backbone and its text tokenizer come
+        from that local checkpoint (pretrained weights); otherwise both are built from the
+        config with random weights and a word-level vocabulary (``words`` adds words to it)."""
+        if config.backbone_path:
+            backbone = load_backbone(config.backbone_path)
+            processor = PromptProcessor.from_backbone_dir(
+                config.backbone_path, config, state_low, state_high, backbone.image_size)
+        else:
+            processor = PromptProcessor(config, build_word_tokenizer(config, words), state_low,
+                                        state_high)
+            backbone = build_backbone(config, processor.vocab_size)
+        return cls(config, backbone, processor, action_low, action_high, action_tokenizer,
+                   tokenizer_ref)
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_low.device
+
+    def num_parameters(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        inner = self.backbone.inner
+        vision = count(inner.vision_tower if self.backbone.family == "paligemma"
+                       else inner.vision_model)
+        return dict(total=count(self), backbone=count(self.backbone), vision=vision,
+                    embedding=self.backbone.embedding.weight.numel(), expert=count(self.expert))
+
+    # ------------------------------------------------------------------ shared pieces
+    def embed_actions(self, ids: torch.Tensor) -> torch.Tensor:
+        """Action-vocabulary ids (B, L) -> expert-width inputs (B, L, E), through the
+        backbone's resized embedding table."""
+        emb = self.backbone.embed_tokens(ids + self.processor.action_offset)
+        return self.expert.token_proj(emb.to(self.expert.token_proj.weight.dtype))
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, n_cam, 3, S, S) -> (B, T_img, D) backbone image embeddings."""
+        return self.backbone.embed_images(pixels)
+
+    def encode_context(self, image_embeds: torch.Tensor, input_ids: torch.Tensor,
+                       text_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone pass over [images; prompt text] -> expert-width context (B, P, E) and its
+        valid mask (B, P)."""
+        text = self.backbone.embed_tokens(input_ids)
+        embeds = torch.cat([image_embeds.to(text.dtype), text], dim=1)  # (B, P, D)
+        valid = torch.cat([text_valid.new_ones(image_embeds.shape[:2]), text_valid], dim=1)
+        hidden = self.backbone.encode(embeds, valid)
+        return self.expert.context_proj(hidden.to(self.expert.context_proj.weight.dtype)), valid
+
+    def teacher_forced_logits(self, context: torch.Tensor, valid: torch.Tensor,
+                              tokens: torch.Tensor, block_size: int, *,
+                              spacing: int | None = None,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+        """One uncached expert pass over [context; block inputs of ``tokens`` (B, N)] under the
+        block-causal mask -> logits (B, N, |C|). ``spacing=None``: spacing augmentation."""
+        cfg = self.config
+        b, p, _ = context.shape
+        n = tokens.shape[1]
+        inputs = block_inputs(tokens, block_size, cfg.bos_block_id)
+        x = torch.cat([context, self.embed_actions(inputs)], dim=1)  # (B, P + N, E)
+        ctx_pos = (valid.long().cumsum(-1) - 1).clamp(min=0)
+        act_pos = action_positions(valid.sum(-1), n, spacing=spacing,
+                                   jitter=cfg.spacing_jitter, generator=generator)
+        keys = torch.cat([valid, valid.new_ones(b, n)], dim=1)
+        mask = block_causal_mask(p, n, block_size, device=x.device)[None, None] & \
+            keys[:, None, None, :]
+        hidden = self.expert(x, torch.cat([ctx_pos, act_pos], dim=1), mask)
+        return self.expert.logits(hidden[:, p:])
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Teacher forcing with the BAR loss (eq. 3), spacing augmentation on.
+
+        batch: pixels (B, n_cam, 3, S, S) float in [-1, 1], input_ids (B, L) int64,
+        text_valid (B, L) bool, tokens (B, N) int64 action codes in policy order."""
+        context, valid = self.encode_context(self.encode_images(batch["pixels"]),
+                                             batch["input_ids"], batch["text_valid"])
+        tokens = batch["tokens"]
+        logits = self.teacher_forced_logits(context, valid, tokens, self.config.block_size)
+        loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == tokens).float()
+            per_level = correct.view(correct.shape[0], self.config.codebooks, -1).mean((0, 2))
+        metrics = {"loss": float(loss.detach()), "token_acc": float(correct.mean())}
+        metrics.update({f"acc_level{q}": float(a) for q, a in enumerate(per_level)})
+        return loss, metrics
+
+    # ------------------------------------------------------------------ inference
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode: re-seed the sampler (no other state is kept between calls)."""
+        self._generator = None
+        if seed is not None:
+            self._generator = torch.Generator(self.device).manual_seed(seed)
+
+    @torch.no_grad()
+    def decode_batch(self, pixels: torch.Tensor, input_ids: torch.Tensor,
+                     text_valid: torch.Tensor, *, block_size: int | None = None,
+                     greedy: bool | None = None, mask_invalid: bool | None = None,
+                     timing: dict[str, Any] | None = None) -> DecodeResult:
+        """Batched decoding of action tokens; fills ``timing`` (image_ms, context_ms)."""
+        cfg = self.config
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        t0 = time.perf_counter()
+        images = self.encode_images(pixels)
+        sync()
+        t1 = time.perf_counter()
+        context, valid = self.encode_context(images, input_ids, text_valid)
+        sync()
+        t2 = time.perf_counter()
+        valid_codes = getattr(getattr(self.action_tokenizer, "config", None), "codebook_size",
+                              None)
+        result = self.decoder.decode(
+            context, valid, cfg.tokens_per_chunk, block_size or cfg.block_size,
+            spacing=cfg.inference_spacing, greedy=cfg.greedy if greedy is None else greedy,
+            top_k=cfg.top_k, temperature=cfg.temperature,
+            mask_invalid=cfg.mask_invalid if mask_invalid is None else mask_invalid,
+            valid_codes=valid_codes, generator=self._generator)
+        if timing is not None:
+            timing["image_ms"] = (t1 - t0) * 1e3
+            timing["context_ms"] = (t2 - t1) * 1e3 + result.prefix_ms
+            timing["block_ms"] = list(result.block_ms)
+        return result
+
+    def tokens_to_actions(self, tokens: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Valid tokens (B, N) -> codes (B, N_c, C_h, C_a) and clipped actions (B, H, D)."""
+        if self.action_tokenizer is None:
+            raise RuntimeError("FASTerVLA has no action tokenizer: pass one to from_pretrained")
+        tok = self.action_tokenizer
+        codes = tok.tokens_to_codes(tokens.cpu())
+        actions = tok.decode(codes).float()
+        actions = torch.maximum(torch.minimum(actions, self.action_high.cpu()),
+                                self.action_low.cpu())
+        return codes.numpy().astype(np.int64), actions.numpy().astype(np.float32)
+
+    def prepare(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An observation (``.images`` camera -> (H, W, 3) uint8, ``.state`` (S,),
+        ``.instruction``) -> pixels (1, n_cam, 3, S, S), input_ids (1, L), text_valid (1, L)."""
+        proc = self.processor
+        pixels = proc.images(proc.select_cameras(observation.images))[None]
+        instruction = getattr(observation, "instruction", "") or self.provenance.get(
+            "instruction", "")
+        ids, valid = proc.pad([proc.prompt_ids(instruction, np.asarray(observation.state))])
+        dev = self.device
+        return pixels.to(dev), ids.to(dev), valid.to(dev)
+
+    @torch.no_grad()
+    def predict_action_chunk(self, observation: Any, *, greedy: bool | None = None,
+                             block_size: int | None = None) -> PolicyOutput:
+        """Observation -> :class:`PolicyOutput` (one chunk, denormalised, with timing).
+
+        ``observation``: a :class:`faster_ros.observation.Observation` or anything with
+        ``images`` (camera name -> (H, W, 3) uint8 RGB, any size: resized here), ``state``
+        (S,) and ``instruction`` (empty: the training instruction). ``greedy`` / ``block_size``
+        override the config (``block_size=1``: token-wise AR)."""
+        start = time.perf_counter()
+        timing: dict[str, Any] = {}
+        result = self.decode_batch(*self.prepare(observation), block_size=block_size,
+                                   greedy=greedy, timing=timing)
+        t0 = time.perf_counter()
+        tokens = result.tokens[0].cpu()
+        invalid = result.invalid[0]
+        codes = actions = None
+        if not invalid:
+            codes_b, actions_b = self.tokens_to_actions(tokens[None])
+            codes, actions = codes_b[0], actions_b[0]
+        end = time.perf_counter()
+        timing["detokenize_ms"] = (end - t0) * 1e3
+        timing["total_ms"] = (end - start) * 1e3
+        return PolicyOutput(actions, codes, tokens.numpy(), list(invalid), timing,
+                            result.passes)
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config.json, backbone_config.json, model.safetensors, the text tokenizer and
+        policy.json (action tokenizer reference + provenance) to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory / CONFIG_FILE)
+        (directory / BACKBONE_CONFIG_FILE).write_text(
+            json.dumps(self.backbone.config_dict(), indent=2, default=str) + "\n")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, directory / WEIGHTS_FILE, metadata={"format": "pt"})
+        self.processor.save(directory)
+        meta = dict(action_tokenizer=self.tokenizer_ref, family=self.backbone.family,
+                    provenance=self.provenance)
+        (directory / POLICY_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, *, action_tokenizer: Any = None,
+                        device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None) -> FASTerVLA:
+        """Load a saved policy (a directory or a shipped model name under ``models/``). The
+        action tokenizer is loaded from the saved reference unless one is passed."""
+        from faster_ros.paths import model_path
+
+        directory = model_path(directory)
+        config = FASTerVLAConfig.load(directory / CONFIG_FILE)
+        meta = json.loads((directory / POLICY_FILE).read_text())
+        processor = PromptProcessor.load(directory, config)
+        hf = json.loads((directory / BACKBONE_CONFIG_FILE).read_text())
+        model = cls(config, backbone_from_hf_config(hf), processor,
+                    tokenizer_ref=meta.get("action_tokenizer", ""))
+        model.load_state_dict(load_file(directory / WEIGHTS_FILE), strict=True)
+        model.provenance = meta.get("provenance", {})
+        if action_tokenizer is None and model.tokenizer_ref:
+            action_tokenizer = load_action_tokenizer(model.tokenizer_ref, directory)
+        model.action_tokenizer = action_tokenizer
+        model.to(device=device, dtype=dtype)
+        return model.eval()
+
+
+def load_action_tokenizer(ref: str, base: Path) -> Any:
+    """Resolve a tokenizer reference: a shipped model name, or a path relative to ``base``."""
+    from faster_ros.paths import model_path
+    from faster_ros.tokenizer import FASTerVQ
+
+    candidate = base / ref
+    return FASTerVQ.load(candidate if candidate.is_dir() else model_path(ref))

@@ -1,0 +1,199 @@
+"""The FASTerVLA prompt: camera images, instruction and discretised proprioception as text.
+
+FASTer (section 3.2): proprioceptive states are discretised into integers and tokenised as text,
+the instruction follows the usual text pipeline and the embedding table is resized with |C| new
+slots for the action codes. :class:`PromptProcessor` owns all of it:
+
+- images: each camera frame (H, W, 3) uint8 RGB is resized to the backbone's square input and
+  scaled to [-1, 1] (SigLIP's mean 0.5 / std 0.5, shared by PaliGemma and SmolVLM);
+- text: ``<bos> instruction state b_1 b_2 ... b_S ;`` where b_i in 0..state_bins-1 is state i
+  binned uniformly between the stored min / max of the training data;
+- action vocabulary: ``<act_0> .. <act_{K-1}> <BoBlk> <EoBlk>`` appended to the text vocabulary;
+  ``action_offset`` is the vocabulary id of ``<act_0>``, so action-vocabulary id a (0..K+1) is
+  backbone token ``action_offset + a``.
+
+Tiny configurations use a word-level text tokenizer built here with the ``tokenizers`` library;
+a real checkpoint directory brings its own tokenizer (``AutoTokenizer``), to which the action
+tokens are added.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tokenizers import Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from faster_ros.policy.configuration import FASTerVLAConfig
+
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")
+BASE_WORDS = (
+    "state ; : . , ! ? a an the and or of on in into onto to from with at up down out off over "
+    "under next left right top bottom front back pick place put push pull open close grasp "
+    "release lift move turn rotate hold take give hand arm fold stack pour wipe press insert "
+    "bottle cup mug bowl plate box drawer door table shelf basket towel cloth block cube ball "
+    "can lid spoon fork object item red green blue yellow white black orange purple pink brown "
+    "gray small large big it them then"
+).split()
+PROCESSOR_FILE = "processor.json"
+TEXT_TOKENIZER_DIR = "text_tokenizer"
+
+
+def action_token_names(codebook_size: int) -> list[str]:
+    """The |C| = K + 2 action-vocabulary token strings, in action-id order."""
+    return [f"<act_{i}>" for i in range(codebook_size)] + ["<BoBlk>", "<EoBlk>"]
+
+
+def build_word_tokenizer(cfg: FASTerVLAConfig, words: Iterable[str] = ()) -> (
+        PreTrainedTokenizerFast):
+    """A word-level text tokenizer for tiny configurations: specials, state bins "0".."255",
+    a base manipulation vocabulary plus ``words`` (e.g. the training instructions), then the
+    action tokens. Lower-cased, split on whitespace and punctuation; unknown words -> <unk>."""
+    pre = pre_tokenizers.Whitespace()
+    vocab: dict[str, int] = {}
+    extra = [w for text in words for w, _ in pre.pre_tokenize_str(text.lower())]
+    for tok in [*SPECIAL_TOKENS, *map(str, range(cfg.state_bins)), *BASE_WORDS, *extra,
+                *action_token_names(cfg.codebook_size)]:
+        vocab.setdefault(tok, len(vocab))
+    model = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    model.normalizer = normalizers.Lowercase()
+    model.pre_tokenizer = pre
+    fast = PreTrainedTokenizerFast(tokenizer_object=model, pad_token="<pad>", unk_token="<unk>",
+                                   bos_token="<bos>", eos_token="<eos>")
+    fast.add_special_tokens({"additional_special_tokens": action_token_names(cfg.codebook_size)})
+    return fast
+
+
+class PromptProcessor:
+    """Observation -> backbone inputs: ``pixels (n_cam, 3, S, S)`` and prompt token ids.
+
+    ``state_low`` / ``state_high`` (S,) are the per-dimension bin edges (training min / max)."""
+
+    def __init__(self, cfg: FASTerVLAConfig, text_tokenizer: PreTrainedTokenizerFast,
+                 state_low: np.ndarray, state_high: np.ndarray, image_size: int | None = None):
+        self.cfg = cfg
+        self.text = text_tokenizer
+        self.image_size = int(image_size or cfg.image_size)
+        self.state_low = np.asarray(state_low, dtype=np.float64).reshape(cfg.state_dim)
+        self.state_high = np.asarray(state_high, dtype=np.float64).reshape(cfg.state_dim)
+        names = action_token_names(cfg.codebook_size)
+        missing = [n for n in names if n not in self.text.get_vocab()]
+        if missing:
+            self.text.add_tokens(missing, special_tokens=True)
+        ids = self.text.convert_tokens_to_ids(names)
+        if ids != list(range(ids[0], ids[0] + len(names))):
+            raise ValueError("action tokens must take contiguous text-vocabulary ids")
+        self.action_offset = int(ids[0])
+        self.pad_id = int(self.text.pad_token_id if self.text.pad_token_id is not None else 0)
+        self.bos_id = self.text.bos_token_id
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows the backbone's embedding table needs: text vocabulary + the |C| action slots."""
+        return self.action_offset + self.cfg.action_vocab_size
+
+    # ------------------------------------------------------------------ images
+    def images(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB frames, one per camera -> (n_cam, 3, S, S) float in [-1, 1]."""
+        if len(frames) != self.cfg.num_cameras:
+            raise ValueError(f"expected {self.cfg.num_cameras} camera images, got {len(frames)}")
+        out = []
+        for frame in frames:
+            frame = np.asarray(frame)
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"camera image must be (H, W, 3) uint8 RGB, got "
+                                 f"{frame.shape} {frame.dtype}")
+            out.append(self.resize(frame))
+        return self.normalize(np.stack(out))
+
+    def resize(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 -> (S, S, 3) uint8 (area interpolation when shrinking)."""
+        s = self.image_size
+        if frame.shape[:2] == (s, s):
+            return frame
+        interp = cv2.INTER_AREA if frame.shape[0] > s else cv2.INTER_LINEAR
+        return cv2.resize(frame, (s, s), interpolation=interp)
+
+    @staticmethod
+    def normalize(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(..., S, S, 3) uint8 -> (..., 3, S, S) float32 in [-1, 1]."""
+        x = torch.as_tensor(frames).float().div(127.5).sub(1.0)
+        return x.movedim(-1, -3)
+
+    def select_cameras(self, images: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The model's cameras, in order, from an observation's ``images`` mapping."""
+        names = self.cfg.cameras or tuple(sorted(images))[: self.cfg.num_cameras]
+        missing = [n for n in names if n not in images]
+        if missing or len(names) != self.cfg.num_cameras:
+            raise ValueError(f"observation lacks camera {missing[0] if missing else names!r}; "
+                             f"the model needs {self.cfg.num_cameras}: {names}")
+        return [images[n] for n in names]
+
+    # ------------------------------------------------------------------ text
+    def state_bins(self, state: np.ndarray) -> np.ndarray:
+        """(..., S) state -> (..., S) int64 bins in 0..state_bins-1 (clipped to the range)."""
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape[-1] != self.cfg.state_dim:
+            raise ValueError(f"state must have {self.cfg.state_dim} values, got "
+                             f"{state.shape[-1]}")
+        span = np.maximum(self.state_high - self.state_low, 1e-8)
+        unit = (state - self.state_low) / span
+        bins = np.floor(unit * self.cfg.state_bins).astype(np.int64)
+        return np.clip(bins, 0, self.cfg.state_bins - 1)
+
+    def prompt_text(self, instruction: str, state: np.ndarray) -> str:
+        bins = " ".join(str(b) for b in self.state_bins(state))
+        return f"{instruction.strip()} state {bins} ;"
+
+    def prompt_ids(self, instruction: str, state: np.ndarray) -> list[int]:
+        """Token ids of ``<bos> instruction state bins ;`` (instruction cut to
+        ``max_text_tokens``)."""
+        words = self.text(instruction.strip(), add_special_tokens=False)["input_ids"]
+        words = words[: self.cfg.max_text_tokens]
+        rest = self.text(self.prompt_text("", state), add_special_tokens=False)["input_ids"]
+        head = [self.bos_id] if self.bos_id is not None else []
+        return head + list(words) + list(rest)
+
+    def pad(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad prompts -> ids (B, L) int64 and valid (B, L) bool."""
+        length = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), length), self.pad_id, dtype=torch.long)
+        valid = torch.zeros((len(prompts), length), dtype=torch.bool)
+        for i, p in enumerate(prompts):
+            ids[i, : len(p)] = torch.as_tensor(p, dtype=torch.long)
+            valid[i, : len(p)] = True
+        return ids, valid
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.text.save_pretrained(directory / TEXT_TOKENIZER_DIR)
+        meta = dict(action_offset=self.action_offset, image_size=self.image_size,
+                    state_low=self.state_low.tolist(), state_high=self.state_high.tolist())
+        (directory / PROCESSOR_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path, cfg: FASTerVLAConfig) -> PromptProcessor:
+        directory = Path(directory)
+        meta = json.loads((directory / PROCESSOR_FILE).read_text())
+        text = AutoTokenizer.from_pretrained(directory / TEXT_TOKENIZER_DIR, local_files_only=True)
+        proc = cls(cfg, text, np.asarray(meta["state_low"]), np.asarray(meta["state_high"]),
+                   image_size=meta["image_size"])
+        if proc.action_offset != meta["action_offset"]:
+            raise ValueError(f"{directory}: action tokens at id {proc.action_offset}, saved "
+                             f"{meta['action_offset']}")
+        return proc
+
+    @classmethod
+    def from_backbone_dir(cls, local_dir: str | Path, cfg: FASTerVLAConfig,
+                          state_low: np.ndarray, state_high: np.ndarray,
+                          image_size: int) -> PromptProcessor:
+        """The checkpoint's own tokenizer, with the action tokens added."""
+        text = AutoTokenizer.from_pretrained(local_dir, local_files_only=True)
+        return cls(cfg, text, state_low, state_high, image_size=image_size)

@@ -1,0 +1,115 @@
+"""FASTerVLA end to end on tiny configs: prediction, save/load, real from_pretrained, training."""
+
+import numpy as np
+import pytest
+import torch
+from policy_helpers import FakeTokenizer, fake_batch, fake_observation, tiny_policy
+
+from faster_ros.policy import FASTerVLA, FASTerVLAConfig
+from faster_ros.policy.backbones import hf_config_from, load_backbone
+
+
+def test_config_validation_names_field_and_value():
+    with pytest.raises(ValueError, match="block_size 99"):
+        FASTerVLAConfig.preset("debug", block_size=99)
+    with pytest.raises(ValueError, match=r"num_cameras must be 1\.\.3, got 4"):
+        FASTerVLAConfig.preset("debug", num_cameras=4)
+    with pytest.raises(ValueError, match="backbone"):
+        FASTerVLAConfig(backbone="llava")
+    for name in ("debug", "tiny", "paligemma-3b", "smolvlm-500m"):
+        assert FASTerVLAConfig.preset(name).tokens_per_chunk > 0
+
+
+@pytest.mark.parametrize("backbone", ["paligemma", "smolvlm"])
+def test_predict_action_chunk_shapes_and_timing(backbone):
+    model = tiny_policy(backbone, num_cameras=2, cameras=("head", "wrist"))
+    cfg = model.config
+    out = model.predict_action_chunk(fake_observation(cfg))
+    assert out.ok
+    assert out.actions.shape == (cfg.chunk_size, cfg.action_dim)
+    assert out.actions.dtype == np.float32
+    assert out.codes.shape == (cfg.codebooks, cfg.code_horizon, cfg.code_dims)
+    assert out.tokens.shape == (cfg.tokens_per_chunk,)
+    assert set(out.timing) == {"image_ms", "context_ms", "block_ms", "detokenize_ms",
+                               "total_ms"}
+    assert len(out.timing["block_ms"]) == out.passes == 2
+    assert (out.actions >= 0).all() and (out.actions <= 1).all()  # clipped to the action range
+
+
+def test_missing_camera_is_an_error():
+    model = tiny_policy(num_cameras=2, cameras=("head", "wrist"))
+    obs = fake_observation(model.config)
+    del obs.images["wrist"]
+    with pytest.raises(ValueError, match="wrist"):
+        model.predict_action_chunk(obs)
+
+
+def test_save_pretrained_round_trip(tmp_path):
+    model = tiny_policy()
+    model.provenance = {"instruction": "pick up the cup"}
+    model.save_pretrained(tmp_path)
+    loaded = FASTerVLA.from_pretrained(tmp_path, action_tokenizer=FakeTokenizer(model.config))
+    assert loaded.config == model.config
+    obs = fake_observation(model.config)
+    a, b = (m.predict_action_chunk(obs, greedy=True) for m in (model, loaded))
+    assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.actions, b.actions)
+    batch = fake_batch(model)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        la, _ = model(batch)
+        torch.manual_seed(0)
+        lb, _ = loaded(batch)
+    assert float(la) == float(lb)
+
+
+@pytest.mark.parametrize("family", ["paligemma", "smolvlm"])
+def test_load_backbone_real_from_pretrained(tmp_path, family):
+    """A tiny checkpoint saved by transformers loads through from_pretrained(local_dir), with
+    its own tokenizer, and the policy resizes its embedding table with the action slots."""
+    from faster_ros.policy.backbones import _FAMILIES
+
+    cfg = FASTerVLAConfig.preset("debug", backbone=family)
+    vocab = 60  # a "pretrained" vocabulary without action tokens
+    text = build_plain_text_tokenizer(vocab)
+    torch.manual_seed(0)
+    hf = _FAMILIES[family][1](hf_config_from(cfg, vocab))
+    hf.save_pretrained(tmp_path)
+    text.save_pretrained(tmp_path)
+    backbone = load_backbone(tmp_path)
+    assert backbone.family == family and backbone.vocab_size == vocab
+    torch.testing.assert_close(backbone.embedding.weight, hf.get_input_embeddings().weight)
+    policy = FASTerVLA.build(cfg.replace(backbone_path=str(tmp_path)), state_low=np.zeros(3),
+                             state_high=np.ones(3))
+    assert policy.processor.action_offset == vocab
+    assert policy.backbone.vocab_size == vocab + cfg.action_vocab_size
+    torch.testing.assert_close(policy.backbone.embedding.weight[:vocab],
+                               hf.get_input_embeddings().weight)
+    policy.action_tokenizer = FakeTokenizer(cfg)
+    assert policy.predict_action_chunk(fake_observation(cfg)).ok
+
+
+def build_plain_text_tokenizer(vocab: int):
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "<unk>", "<bos>", "<eos>", "state", ";", *map(str, range(20))]
+    words += [f"w{i}" for i in range(vocab - len(words))]
+    model = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    model.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=model, pad_token="<pad>", unk_token="<unk>",
+                                   bos_token="<bos>", eos_token="<eos>")
+
+
+def test_training_step_reduces_loss_on_tiny_batch():
+    model = tiny_policy().train()
+    batch = fake_batch(model, size=4)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss, metrics = model(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(metrics["loss"])
+    assert losses[-1] < 0.5 * losses[0]
