@@ -45,10 +45,11 @@ cmake --install "$build" > "$build/install.log"
 
 # ament_index lookups (get_package_share_directory) need AMENT_PREFIX_PATH. A .pth line runs at
 # every interpreter start; it sorts before ros_wheels_bootstrapper.pth, so the bootstrapper's
-# re-exec and all child processes inherit it. Prepends the venv once, keeps what was there.
+# re-exec and all child processes inherit it. The venv is appended once, as the underlay: a
+# sourced colcon workspace listed before it keeps precedence.
 site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 cat > "$site/faster_msgs_ament_prefix.pth" <<'PTH'
-import os, sys; os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join([sys.prefix] + [p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p and p != sys.prefix])
+import os, sys; os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join([p for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p and p != sys.prefix] + [sys.prefix])
 PTH
 
 # Check in a clean environment, as a user would run it.

@@ -17,7 +17,7 @@ DEFINITION_FILES = sorted(MSGS_SRC.glob("msg/*.msg")) + sorted(MSGS_SRC.glob("sr
 PEER_LIFETIME_S = 60.0  # a child outliving a crashed test run exits by itself
 WAIT_S = 20.0  # bound on discovery + delivery; a healthy run needs about 1-3 s
 TOPICS = {"chunk": "test_msgs/action_chunk", "status": "test_msgs/status",
-          "mode_change": "test_msgs/mode_change"}
+          "mode_change": "test_msgs/mode_change", "execution": "test_msgs/chunk_execution"}
 VALID_MODES = ("TELEOP", "POLICY", "HOLD", "SHADOW")
 
 H, D = 4, 3  # chunk horizon x action dims
@@ -26,7 +26,8 @@ N_C, C_H, C_A = 2, 2, 3  # codebooks x code horizon x code dims
 EXPECTED_FIELDS = {
     "ActionChunk": {
         "header": "std_msgs/Header", "embodiment": "string", "model_id": "string",
-        "chunk_start": "builtin_interfaces/Time", "step_dt": "double",
+        "chunk_start": "builtin_interfaces/Time",
+        "observation_received": "builtin_interfaces/Time", "step_dt": "double",
         "dimension_names": "sequence<string>", "horizon": "uint32", "dims": "uint32",
         "positions": "sequence<float>", "codes": "sequence<int32>", "n_codebooks": "uint32",
         "code_horizon": "uint32", "code_dims": "uint32", "t_image_ms": "float",
@@ -42,6 +43,12 @@ EXPECTED_FIELDS = {
     "ModeChange": {
         "header": "std_msgs/Header", "from_mode": "string", "to_mode": "string",
         "reason": "string", "requested_by": "string",
+    },
+    "ChunkExecution": {
+        "header": "std_msgs/Header", "sequence": "uint32",
+        "observation_stamp": "builtin_interfaces/Time", "verdict": "string",
+        "reasons": "sequence<string>", "steps_dropped": "uint32", "steps_kept": "uint32",
+        "interventions": "uint32", "model_ms": "float", "overhead_ms": "float",
     },
 }
 
@@ -60,6 +67,7 @@ def make_chunk():
     msg.header.frame_id = "base_link"
     msg.embodiment, msg.model_id = "aloha", "faster-debug@0123abcd"
     _stamp(msg.chunk_start, 1_700_000_000, 223_456_789)
+    _stamp(msg.observation_received, 1_700_000_000, 131_000_000)
     msg.step_dt = 1.0 / 15.0
     msg.dimension_names = ["waist", "shoulder", "gripper"]
     msg.horizon, msg.dims = H, D
@@ -101,6 +109,21 @@ def make_mode_change():
     return msg
 
 
+def make_execution():
+    from faster_msgs.msg import ChunkExecution
+
+    msg = ChunkExecution()
+    _stamp(msg.header.stamp, 1_700_000_003, 17)
+    msg.header.frame_id = "executor"
+    msg.sequence = 41
+    _stamp(msg.observation_stamp, 1_700_000_000, 123_456_789)
+    msg.verdict = ChunkExecution.VERDICT_CLIPPED
+    msg.reasons = ["shoulder 1.9 > 1.8 rad", "gripper 0.09 > 0.08 m"]
+    msg.steps_dropped, msg.steps_kept, msg.interventions = 1, 3, 2
+    msg.model_ms, msg.overhead_ms = 68.875, 4.25
+    return msg
+
+
 def to_plain(msg):
     """A message as nested dicts / lists of Python values, for whole-message comparison."""
     if hasattr(msg, "get_fields_and_field_types"):
@@ -108,6 +131,10 @@ def to_plain(msg):
     if isinstance(msg, (list, tuple, array.array)) or type(msg).__name__ == "ndarray":
         return [to_plain(v) for v in msg]
     return msg
+
+
+MAKERS = {"chunk": make_chunk, "status": make_status, "mode_change": make_mode_change,
+          "execution": make_execution}  # keys are TOPICS keys
 
 
 def _reliable_latched_qos():
@@ -144,13 +171,10 @@ def _serve(node):
 
 
 def _publish(node):
-    from faster_msgs.msg import ActionChunk, ModeChange, PolicyStatus
-
     qos = _reliable_latched_qos()
-    for key, msg_type, make in (("chunk", ActionChunk, make_chunk),
-                                ("status", PolicyStatus, make_status),
-                                ("mode_change", ModeChange, make_mode_change)):
-        node.create_publisher(msg_type, TOPICS[key], qos).publish(make())
+    for key, make in MAKERS.items():
+        msg = make()
+        node.create_publisher(type(msg), TOPICS[key], qos).publish(msg)
 
 
 def peer_main(role: str) -> None:
@@ -174,19 +198,23 @@ def peer_main(role: str) -> None:
 # ---------------------------------------------------------------- tests
 
 def _fields_in_source(path: Path) -> list[tuple[str, str, str]]:
-    """(type, name, comment block above it) for each field of a .msg/.srv file, constants out."""
-    fields, comment = [], []
+    """(type, name, comment) for each field of a .msg/.srv file, constants left out.
+
+    A comment documents the lines that follow it, up to the next blank line or comment.
+    """
+    fields, comment, after_comment = [], [], False
     for line in path.read_text().splitlines():
         line = line.strip()
         if line.startswith("#"):
-            comment.append(line)
-        elif line and line != "---":
+            comment = [*comment, line] if after_comment else [line]
+            after_comment = True
+        elif not line or line == "---":
+            comment, after_comment = [], False
+        else:
             type_, name = line.split()[:2]
             if "=" not in name:
                 fields.append((type_, name, " ".join(comment)))
-            comment = []
-        else:
-            comment = []
+            after_comment = False
     return fields
 
 
@@ -197,9 +225,13 @@ def test_message_fields_are_the_documented_ones(name):
 
     msg_type = getattr(faster_msgs.msg, name)
     assert msg_type.get_fields_and_field_types() == EXPECTED_FIELDS[name]
-    source = MSGS_SRC / "msg" / f"{name}.msg"
-    for _, field, comment in _fields_in_source(source):
-        assert comment, f"{source.name}: field {field} has no comment above it"
+
+
+@pytest.mark.parametrize("path", DEFINITION_FILES, ids=lambda p: p.name)
+def test_every_field_is_commented(path):
+    fields = _fields_in_source(path)
+    assert fields
+    assert [name for _, name, comment in fields if not comment] == []
 
 
 @pytest.mark.ros
@@ -227,8 +259,7 @@ def test_services_and_mode_constants():
     assert list(SetInstruction.Response.get_fields_and_field_types()) == ["accepted", "message"]
 
 
-@pytest.mark.parametrize("make", [make_chunk, make_status, make_mode_change],
-                         ids=lambda f: f.__name__)
+@pytest.mark.parametrize("make", list(MAKERS.values()), ids=lambda f: f.__name__)
 @pytest.mark.ros
 def test_fixtures_set_every_field(make):
     """Guards the round-trip test: a field left at its default would compare equal trivially."""
@@ -243,14 +274,11 @@ def test_messages_round_trip_between_processes(ros_context, spawn_python):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from faster_msgs.msg import ActionChunk, ModeChange, PolicyStatus
-
     peer = spawn_python(__file__, ["publisher"])
     node = rclpy.create_node("test_msgs_listener", context=ros_context)
     received = {}
-    for key, msg_type in (("chunk", ActionChunk), ("status", PolicyStatus),
-                          ("mode_change", ModeChange)):
-        node.create_subscription(msg_type, TOPICS[key],
+    for key, make in MAKERS.items():
+        node.create_subscription(type(make()), TOPICS[key],
                                  lambda msg, key=key: received.setdefault(key, msg),
                                  _reliable_latched_qos())
     executor = SingleThreadedExecutor(context=ros_context)
@@ -260,9 +288,8 @@ def test_messages_round_trip_between_processes(ros_context, spawn_python):
         executor.spin_once(timeout_sec=0.1)
 
     assert sorted(received) == sorted(TOPICS), f"peer exit code {peer.poll()}"
-    assert to_plain(received["chunk"]) == to_plain(make_chunk())
-    assert to_plain(received["status"]) == to_plain(make_status())
-    assert to_plain(received["mode_change"]) == to_plain(make_mode_change())
+    for key, make in MAKERS.items():
+        assert to_plain(received[key]) == to_plain(make()), key
     chunk = received["chunk"]
     assert len(chunk.positions) == chunk.horizon * chunk.dims == H * D
     assert len(chunk.codes) == chunk.n_codebooks * chunk.code_horizon * chunk.code_dims
