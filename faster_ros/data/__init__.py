@@ -4,10 +4,11 @@
 
     *.npz                                  -> :func:`faster_ros.data.npz.read_npz`
     directory with meta/info.json          -> :func:`faster_ros.data.lerobot.read_lerobot`
-    directory with metadata.yaml, or a
-    .db3 / .mcap file                      -> :func:`faster_ros.data.rosbag.read_rosbag`
+    directory with metadata.yaml, a .db3 /
+    .mcap file, or a directory of bag dirs -> :func:`faster_ros.data.rosbag.read_rosbag`
 
-Keyword arguments go to that reader. No rclpy anywhere in this package.
+Keyword arguments go to that reader (``load_frames`` is accepted and ignored for npz, which has
+no frames). No rclpy anywhere in this package.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def detect_format(source: str | Path) -> str:
             return "npz"
         if path.suffix in (".db3", ".mcap"):
             return "rosbag"
-        if path.name == "metadata.yaml":
+        if path.is_file() and path.name == "metadata.yaml":
             return "rosbag"
         if path.name == "info.json" and path.parent.name == "meta":
             return "lerobot"
@@ -58,6 +59,8 @@ def detect_format(source: str | Path) -> str:
         return "lerobot"
     elif (path / "metadata.yaml").is_file() or any(path.glob("*.db3")) or any(path.glob("*.mcap")):
         return "rosbag"
+    elif any((p / "metadata.yaml").is_file() for p in path.iterdir()):
+        return "rosbag"  # a directory of bag directories: one episode per bag
     raise ValueError(
         f"{path}: unknown dataset format (expected a .npz file, a LeRobot directory with "
         f"meta/info.json, or a rosbag2 directory with metadata.yaml / a .db3 or .mcap file)"
@@ -69,6 +72,7 @@ def read_episodes(source: str | Path, **kw) -> list[Episode]:
     path = Path(source)
     kind = detect_format(path)
     if kind == "npz":
+        kw.pop("load_frames", None)
         return read_npz(path, **kw)
     if kind == "lerobot":
         from faster_ros.data.lerobot import read_lerobot
@@ -77,6 +81,6 @@ def read_episodes(source: str | Path, **kw) -> list[Episode]:
         return read_lerobot(root, **kw)
     from faster_ros.data.rosbag import read_rosbag
 
-    if path.name == "metadata.yaml":
+    if path.is_file() and path.name == "metadata.yaml":
         path = path.parent
     return read_rosbag(path, **kw)
