@@ -1,0 +1,66 @@
+"""Seam blending between the trajectory being commanded and a new chunk.
+
+The new chunk is cross-faded *from what is currently commanded at the same times*, never from the
+measured state: the measured state lags the command by the tracking error, and starting from it is
+what makes "the arm step back at each new chunk". With a weight ``w`` rising smoothly from 0 at
+the chunk's first step to 1 at ``blend_time_s`` later:
+
+    blended(t) = (1 - w(t)) * commanded(t) + w(t) * chunk(t)
+
+so the first new point is exactly the current command (position continuity), and because the
+smoothstep weight has zero slope at both ends, the blended velocity starts at the commanded
+velocity and ends at the chunk's. Velocity dimensions (a base twist) are blended the same way.
+
+No rclpy here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from faster_ros.control.chunk import Chunk
+
+CommandedAt = Callable[[np.ndarray], np.ndarray]  # (K,) absolute times -> (K, D) values
+
+
+def smoothstep(s: np.ndarray) -> np.ndarray:
+    """``3 s^2 - 2 s^3`` on ``s`` clipped to [0, 1]: 0 -> 0, 1 -> 1, zero slope at both ends."""
+    s = np.clip(np.asarray(s, dtype=np.float64), 0.0, 1.0)
+    return s * s * (3.0 - 2.0 * s)
+
+
+def blend_weights(times: np.ndarray, start: float, blend_time_s: float) -> np.ndarray:
+    """(K,) weight of the new chunk at ``times``: smoothstep((t - start) / blend_time_s)."""
+    times = np.asarray(times, dtype=np.float64)
+    if blend_time_s <= 0:
+        return np.where(times > start, 1.0, 0.0)
+    return smoothstep((times - start) / blend_time_s)
+
+
+def blend_seam(
+    chunk: Chunk, commanded_at: CommandedAt | None, blend_time_s: float
+) -> Chunk:
+    """Cross-fade the first ``blend_time_s`` of ``chunk`` from the current command.
+
+    ``commanded_at(times)`` returns the (K, D) values the executor would command at those absolute
+    times if no new chunk arrived (the old trajectory, held at its end; a hold position). None
+    (nothing commanded yet) or ``blend_time_s <= 0`` returns the chunk unchanged. Non-finite
+    values in the chunk stay non-finite (so the gate still sees and rejects them).
+    """
+    if commanded_at is None or blend_time_s <= 0:
+        return chunk
+    times = chunk.times()
+    w = blend_weights(times, chunk.start_time, blend_time_s)
+    n = int(np.count_nonzero(w < 1.0))  # steps inside the blend window
+    if n == 0:
+        return chunk
+    current = np.asarray(commanded_at(times[:n]), dtype=np.float64)
+    if current.shape != (n, chunk.dim):
+        raise ValueError(f"blend_seam: commanded_at returned shape {current.shape}, expected "
+                         f"{(n, chunk.dim)}")
+    positions = np.array(chunk.positions)
+    wn = w[:n, None]
+    positions[:n] = (1.0 - wn) * current + wn * chunk.positions[:n]
+    return chunk.replace(positions=positions)

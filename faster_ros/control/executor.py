@@ -1,0 +1,365 @@
+"""The chunk executor state machine: what the executor node commands at every control tick.
+
+Life cycle (:class:`ChunkExecutor`):
+
+* *inactive* (after construction or :meth:`~ChunkExecutor.reset`): nothing is commanded;
+  :meth:`~ChunkExecutor.command` returns ``active=False`` and the node publishes nothing, so the
+  robot stays under whatever controlled it before (its own hold, teleoperation). Joint states
+  (:meth:`~ChunkExecutor.set_measured`) keep the would-be starting point up to date.
+* the first accepted chunk makes it *active*, starting exactly from the last measured position;
+  from then on the command is a continuous trajectory: anchored, seam-blended and gated chunks
+  replace the remainder of the previous one from their first time on.
+* *holding* (still active): the trajectory ran out, the watchdog fired, :meth:`hold` was called,
+  or time jumped. Position dimensions freeze at the last commanded position, velocity dimensions
+  (a base twist) are zero. The next accepted chunk resumes from the hold position.
+
+Watchdog: a chunk is expected every ``execute_steps`` steps. If no chunk is accepted for
+``control.watchdog_s`` after the execute horizon of the last accepted one (its first
+``execute_steps`` steps), or the trajectory runs out before, the executor holds with the reason
+``"watchdog: no valid chunk for X s ..."``.
+
+Time: if ``now`` goes backwards by more than ``time_jump_s`` (sim time reset, bag loop), or
+forwards by more than ``control.watchdog_s`` between two calls (a stalled loop or a clock jump),
+the executor holds at the last command and drops the trajectory (the anchor is reset; chunks from
+the new time base resume normally). A smaller backwards step is treated as no time passing.
+
+Continuity: every accepted trajectory starts exactly at what was commanded at its first time, its
+segments respect ``max_rate`` (the gate checks), and every hold freezes at the last command, so
+successive commands of a position dimension differ by at most ``max_rate * (tick interval)``.
+
+Thread safety: all public methods take one lock (the node calls them from a timer and from the
+policy worker).
+
+No rclpy here.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from faster_ros.control.blending import blend_seam
+from faster_ros.control.chunk import Chunk, GateResult
+from faster_ros.control.safety import SafetyGate
+from faster_ros.control.timing import anchor
+from faster_ros.embodiment import Embodiment
+
+SAME_TIME_S = 1e-6  # old trajectory points closer than this to a new chunk's start are dropped
+
+
+@dataclass(frozen=True)
+class Command:
+    """The setpoint for one control tick.
+
+    ``positions`` (D,) are positions for position dimensions and velocities for velocity
+    dimensions (a base twist); ``velocities`` (D,) are the slope of the trajectory at ``now``
+    for position dimensions and 0 for velocity dimensions. ``active`` False means the executor is
+    not driving the robot (no chunk accepted since start or reset): publish nothing.
+    """
+
+    positions: np.ndarray  # (D,)
+    velocities: np.ndarray  # (D,)
+    holding: bool
+    reason: str
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """The remaining points of the active trajectory, for JointTrajectory outputs.
+
+    ``times`` (K,) absolute, strictly increasing, all after ``now``; ``positions`` (K, D);
+    ``velocities`` (K, D) central finite differences, zero at the last point and for velocity
+    dimensions. While holding it is one point at the hold position, one ``min_lead`` ahead.
+    """
+
+    times: np.ndarray  # (K,)
+    positions: np.ndarray  # (K, D)
+    velocities: np.ndarray  # (K, D)
+
+    def time_from_start(self, start: float) -> np.ndarray:
+        """(K,) seconds from ``start`` (the header stamp) to each point."""
+        return self.times - start
+
+
+@dataclass(frozen=True)
+class ExecutorStatus:
+    active: bool
+    holding: bool
+    reason: str
+    accepted: int
+    rejected: int
+    interventions: int
+    last_verdict: GateResult | None
+    last_accept_time: float | None
+
+
+class ChunkExecutor:
+    """Anchor -> blend -> gate each submitted chunk, and interpolate the accepted trajectory.
+
+    See the module docstring for the life cycle, watchdog, time and continuity rules.
+    ``gate`` defaults to ``SafetyGate(embodiment)``; ``time_jump_s`` is the backwards step of
+    ``now`` treated as a clock jump.
+    """
+
+    def __init__(self, embodiment: Embodiment, gate: SafetyGate | None = None,
+                 time_jump_s: float = 0.05):
+        self.embodiment = embodiment
+        self.gate = gate or SafetyGate(embodiment)
+        c = embodiment.control
+        self.dt = c.dt
+        self.min_lead_s = c.min_lead_s
+        self.blend_time_s = c.blend_time_s
+        self.execute_steps = c.execute_steps
+        self.watchdog_s = c.watchdog_s
+        self.time_jump_s = time_jump_s
+        self._is_velocity = embodiment.is_velocity
+        self._lock = threading.Lock()
+        self._accepted = self._rejected = self._interventions = 0
+        self._last_verdict: GateResult | None = None
+        self.reset()
+
+    # ----------------------------------------------------------------------------------------
+    # public API
+
+    def reset(self) -> None:
+        """Forget the trajectory and become inactive (e.g. on handover to teleoperation)."""
+        with getattr(self, "_lock", threading.Lock()):
+            self._times: np.ndarray | None = None  # (K,) active trajectory, None when holding
+            self._points: np.ndarray | None = None  # (K, D)
+            self._hold: np.ndarray | None = None  # (D,) hold / start position
+            self._active = False
+            self._reason = "waiting for joint states"
+            self._explicit_hold_time: float | None = None
+            self._deadline = np.inf
+            self._last_accept: float | None = None
+            self._last_now: float | None = None
+            self._last_output: np.ndarray | None = None
+
+    def set_measured(self, positions: np.ndarray, now: float) -> None:
+        """Measured joint positions (D,) in action order (velocity dimensions ignored, may be
+        NaN). Used only while inactive: the first chunk starts from the latest measurement."""
+        p = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if p.shape != (self.embodiment.action_dim,):
+            raise ValueError(f"set_measured: expected {self.embodiment.action_dim} values, got "
+                             f"{p.shape}")
+        with self._lock:
+            if self._active:
+                return
+            p = np.where(self._is_velocity, 0.0, p)
+            bad = [self.embodiment.dim_names[j] for j in np.flatnonzero(~np.isfinite(p))]
+            if bad:
+                self._reason = f"measured state has non-finite values for {', '.join(bad)}"
+                return
+            self._hold = np.clip(p, self.gate.lower, self.gate.upper)
+            self._reason = "ready: waiting for the first chunk"
+
+    def submit(self, chunk: Chunk, now: float) -> GateResult:
+        """Anchor ``chunk`` at ``now``, blend it from the current command, gate it; if accepted
+        it replaces the active trajectory from its first time on."""
+        with self._lock:
+            now = self._tick(now)
+            result = self._evaluate(chunk, now)
+            self._last_verdict = result
+            if result.accepted:
+                self._accepted += 1
+                self._interventions += result.interventions
+                self._accept(result.chunk, now)
+            else:
+                self._rejected += 1
+            return result
+
+    def command(self, now: float) -> Command:
+        """The setpoint at ``now`` (linear interpolation of the active trajectory)."""
+        with self._lock:
+            now = self._tick(now)
+            d = self.embodiment.action_dim
+            zeros = np.zeros(d)
+            if not self._active:
+                start = self._hold if self._hold is not None else np.clip(
+                    zeros, self.gate.lower, self.gate.upper)
+                return Command(start.copy(), zeros, True, self._reason, active=False)
+            if self._points is None:
+                positions, velocities = self._hold.copy(), zeros
+            else:
+                positions, velocities = self._interpolate(now)
+            self._last_output = positions
+            return Command(positions.copy(), velocities, self._points is None, self._reason)
+
+    def trajectory(self, now: float) -> Trajectory | None:
+        """Points of the active trajectory after ``now`` (None while inactive)."""
+        with self._lock:
+            now = self._tick(now)
+            if not self._active:
+                return None
+            if self._points is None:
+                lead = max(self.min_lead_s, self.dt)
+                d = self.embodiment.action_dim
+                return Trajectory(np.array([now + lead]), self._hold[None].copy(),
+                                  np.zeros((1, d)))
+            times, points = self._times, self._points
+            seg = np.diff(points, axis=0) / np.diff(times)[:, None]  # (K-1, D)
+            vel = np.zeros_like(points)
+            if len(seg):
+                vel[0] = seg[0]
+                vel[1:-1] = 0.5 * (seg[:-1] + seg[1:])
+            vel[:, self._is_velocity] = 0.0
+            keep = times > now
+            return Trajectory(times[keep].copy(), points[keep].copy(), vel[keep])
+
+    def hold(self, reason: str, now: float) -> None:
+        """Freeze at the currently commanded position (velocity dimensions zero). Chunks computed
+        from observations before ``now`` are refused afterwards; a later one resumes."""
+        with self._lock:
+            now = self._tick(now)
+            self._explicit_hold_time = now
+            if not self._active:
+                self._reason = reason
+                return
+            position = self._hold if self._points is None else self._interpolate(now)[0]
+            self._enter_hold(position, reason)
+
+    @property
+    def status(self) -> ExecutorStatus:
+        with self._lock:
+            return ExecutorStatus(
+                active=self._active, holding=self._points is None, reason=self._reason,
+                accepted=self._accepted, rejected=self._rejected,
+                interventions=self._interventions, last_verdict=self._last_verdict,
+                last_accept_time=self._last_accept)
+
+    def commanded_at(self, times: np.ndarray) -> np.ndarray:
+        """(K, D) what would be commanded at ``times`` if no new chunk arrived."""
+        with self._lock:
+            return self._commanded_at(np.asarray(times, dtype=np.float64))
+
+    # ----------------------------------------------------------------------------------------
+    # internals (called with the lock held)
+
+    def _enter_hold(self, position: np.ndarray, reason: str) -> None:
+        self._hold = np.where(self._is_velocity, 0.0, position)
+        self._times = self._points = None
+        self._deadline = np.inf
+        self._reason = reason
+
+    def _tick(self, now: float) -> float:
+        """Advance the clock to ``now``: time jumps and the watchdog. Returns the effective now."""
+        now = float(now)
+        if not np.isfinite(now):
+            raise ValueError(f"ChunkExecutor: now must be finite, got {now!r}")
+        last = self._last_now
+        if last is not None and now < last:
+            if last - now <= self.time_jump_s:
+                return last  # jitter: no time passed
+            self._time_jump(f"time jumped back {last - now:.2f} s (sim time reset?)", now)
+        elif (last is not None and self._active and self._points is not None
+              and now - last > self.watchdog_s):
+            self._time_jump(f"no tick for {now - last:.2f} s (stalled loop or clock jump)", now)
+        self._last_now = now
+        if self._points is not None:
+            if now > self._times[-1]:
+                self._enter_hold(self._points[-1], self._watchdog_text(now, "trajectory ended"))
+            elif now > self._deadline:
+                self._enter_hold(self._interpolate(now)[0],
+                                 self._watchdog_text(now, "execute horizon passed"))
+        return now
+
+    def _time_jump(self, what: str, now: float) -> None:
+        if self._active:
+            if self._last_output is not None:
+                position = self._last_output
+            elif self._points is not None:
+                position = self._interpolate(self._last_now)[0]
+            else:
+                position = self._hold
+            self._enter_hold(position, f"{what}: holding, trajectory dropped")
+        if self._explicit_hold_time is not None:
+            self._explicit_hold_time = now
+        self._last_accept = now if self._last_accept is not None else None
+
+    def _watchdog_text(self, now: float, why: str) -> str:
+        since = now - self._last_accept if self._last_accept is not None else float("nan")
+        return f"watchdog: no valid chunk for {since:.2f} s ({why})"
+
+    def _commanded_at(self, times: np.ndarray) -> np.ndarray:
+        if self._points is None:
+            return np.broadcast_to(self._hold, (len(times), len(self._hold))).copy()
+        values = self._interp_many(times)
+        after_end = times > self._times[-1]
+        values[np.ix_(after_end, self._is_velocity)] = 0.0  # held: velocity dims stop
+        return values
+
+    def _interp_many(self, t: np.ndarray) -> np.ndarray:
+        times, points = self._times, self._points
+        if len(times) == 1:
+            return np.broadcast_to(points[0], (len(t), points.shape[1])).copy()
+        tc = np.clip(t, times[0], times[-1])
+        i = np.clip(np.searchsorted(times, tc, side="right") - 1, 0, len(times) - 2)
+        a = (tc - times[i]) / (times[i + 1] - times[i])
+        return points[i] + a[:, None] * (points[i + 1] - points[i])
+
+    def _interpolate(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, velocities) of the active trajectory at ``now``."""
+        times, points = self._times, self._points
+        position = self._interp_many(np.array([now]))[0]
+        velocity = np.zeros_like(position)
+        if len(times) > 1 and times[0] <= now < times[-1]:
+            i = int(np.searchsorted(times, now, side="right") - 1)
+            velocity = (points[i + 1] - points[i]) / (times[i + 1] - times[i])
+            velocity[self._is_velocity] = 0.0
+        return position, velocity
+
+    def _evaluate(self, chunk: Chunk, now: float) -> GateResult:
+        reasons = self.gate.check_values(chunk)  # the whole chunk, past steps included
+        if reasons:
+            return GateResult.reject(*reasons)
+        if self._hold is None and self._points is None:
+            return GateResult.reject("no joint state received yet: the executor does not know "
+                                     "where the robot is")
+        if self._explicit_hold_time is not None and chunk.start_time < self._explicit_hold_time:
+            return GateResult.reject(
+                f"chunk from an observation at t={chunk.start_time:.3f} predates the hold at "
+                f"t={self._explicit_hold_time:.3f} ({self._reason})")
+        future = chunk.start_time - now
+        if future > max(self.min_lead_s, self.dt) + self.time_jump_s:
+            return GateResult.reject(
+                f"chunk starts {future:.2f} s in the future (t={chunk.start_time:.3f}, now "
+                f"{now:.3f}): policy and executor clocks disagree?")
+        anchored = anchor(chunk, now, self.min_lead_s)
+        if anchored is None:
+            late = now + self.min_lead_s - chunk.end_time
+            return GateResult.reject(
+                f"chunk entirely late: its last step (t={chunk.end_time:.3f}) is {late:.3f} s "
+                f"before now + min_lead_s; inference took longer than the chunk "
+                f"({chunk.horizon} steps of {chunk.dt:.3f} s)")
+        current = self._commanded_at(np.array([anchored.start_time]))[0]
+        seam = self.gate.check_seam(anchored.positions[0], current)
+        if seam:
+            return GateResult.reject(*(f"policy disagrees with the current command: {s}"
+                                       for s in seam))
+        blended = blend_seam(anchored, self._commanded_at, max(self.blend_time_s, anchored.dt))
+        return self.gate.check(blended, current)
+
+    def _accept(self, chunk: Chunk, now: float) -> None:
+        t0 = chunk.start_time
+        if self._points is not None:
+            times, points = self._times, self._points
+            first = max(int(np.searchsorted(times, now, side="right")) - 1, 0)
+            keep = np.arange(first, len(times))
+            keep = keep[times[keep] < t0 - SAME_TIME_S]
+            prefix_t, prefix_p = times[keep], points[keep]
+        elif t0 - now > SAME_TIME_S:
+            prefix_t, prefix_p = np.array([now]), self._hold[None]
+        else:
+            prefix_t, prefix_p = np.zeros(0), np.zeros((0, chunk.dim))
+        self._times = np.concatenate([prefix_t, chunk.times()])
+        self._points = np.concatenate([prefix_p, chunk.positions])
+        self._hold = None
+        self._active = True
+        self._explicit_hold_time = None
+        self._reason = ""
+        self._last_accept = now
+        remaining = max(self.execute_steps - chunk.first_step, 0)
+        self._deadline = t0 + remaining * chunk.dt + self.watchdog_s

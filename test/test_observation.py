@@ -1,0 +1,196 @@
+"""Observation assembly: alignment, slop, staleness and every failure's specific reason."""
+
+import numpy as np
+import pytest
+
+from faster_ros.embodiment import load_embodiment
+from faster_ros.observation import ObservationAssembler
+
+ARM = load_embodiment("single_arm")  # cameras scene + wrist, /joint_states with 7 joints
+R1 = load_embodiment("r1lite_wbc")  # 3 cameras, 5 joint topics
+JOINTS = ARM.joint_inputs[0].joints
+
+
+def _img(value=0):
+    return np.full((4, 6, 3), value, dtype=np.uint8)
+
+
+def _feed_arm(asm, t_cam=(), t_joint=(), cams=("scene", "wrist"), value=lambda t: t):
+    for t in t_cam:
+        for cam in cams:
+            asm.add_image(cam, t, _img(int(t * 100) % 256))
+    for t in t_joint:
+        asm.add_joints("/joint_states", t, JOINTS, [value(t)] * len(JOINTS))
+
+
+def test_aligned_observation_picks_the_right_frames_and_interpolates_joints():
+    asm = ObservationAssembler(ARM)
+    _feed_arm(asm, t_cam=[1.0, 1.0333, 1.0667], t_joint=[0.95 + 0.01 * k for k in range(15)])
+    asm.add_image("wrist", 1.08, _img(200))  # a wrist frame 13 ms newer than the head frame
+    r = asm.assemble(now=1.1, instruction="pick")
+    assert r.ok, r.reason
+    obs = r.observation
+    assert obs.stamp == 1.0667 and obs.instruction == "pick"
+    assert obs.input_stamps["scene"] == 1.0667
+    assert obs.input_stamps["wrist"] == 1.0667  # nearest to the reference time
+    np.testing.assert_allclose(obs.state, 1.0667, atol=1e-9)  # interpolated at the reference
+    assert obs.state.shape == (ARM.state_dim,)
+    assert obs.images["scene"][0, 0, 0] == 106
+    assert r.ages["scene"] == pytest.approx(1.1 - 1.0667)
+    assert r.ages["/joint_states"] == pytest.approx(1.1 - 1.09, abs=1e-9)
+    assert obs.input_stamps["/joint_states"] == 1.0667  # interpolated: the value at that time
+
+
+def test_slop_respected_and_older_consistent_set_used():
+    asm = ObservationAssembler(ARM, slop_s=0.01)
+    asm.add_image("scene", 1.00, _img(1))
+    asm.add_image("scene", 1.05, _img(2))
+    asm.add_image("wrist", 1.005, _img(3))
+    asm.add_image("wrist", 1.07, _img(4))  # 0.02 s from the newest scene frame: beyond slop
+    _feed_arm(asm, t_joint=np.arange(0.99, 1.1, 0.005))
+    r = asm.assemble(now=1.08)
+    assert r.ok and r.observation.stamp == 1.00  # the newest time where all agree
+    assert r.observation.images["wrist"][0, 0, 0] == 3
+    asm = ObservationAssembler(ARM, slop_s=0.01)
+    asm.add_image("scene", 1.05, _img(2))
+    asm.add_image("wrist", 1.07, _img(4))
+    _feed_arm(asm, t_joint=np.arange(0.99, 1.1, 0.005))
+    r = asm.assemble(now=1.1)
+    assert not r.ok
+    assert r.reason.startswith("camera 'wrist': no frame within slop 0.010 s of the reference "
+                               "time 1.050 (camera 'scene'): nearest 0.020 s away")
+
+
+def test_stale_camera_reason():
+    asm = ObservationAssembler(R1)
+    now = 10.0
+    for cam in ("head", "wrist_right"):
+        asm.add_image(cam, now - 0.02, _img())
+    asm.add_image("wrist_left", now - 0.41, _img())
+    for ji in R1.joint_inputs:
+        asm.add_joints(ji.topic, now - 0.01, ji.joints, np.zeros(len(ji.joints)))
+    r = asm.assemble(now)
+    assert not r.ok
+    assert r.reason == "camera 'wrist_left' stale: last frame 0.41 s old (budget 0.20 s)"
+    assert r.ages["wrist_left"] == pytest.approx(0.41)
+
+
+def test_missing_and_never_received_joints():
+    asm = ObservationAssembler(ARM)
+    _feed_arm(asm, t_cam=[1.0])
+    r = asm.assemble(1.01)
+    assert r.reason.startswith("joint input '/joint_states' never received")
+    assert r.ages["/joint_states"] == np.inf
+    asm.add_joints("/joint_states", 1.0, JOINTS[:-1], [0.0] * 6)  # drive_joint missing
+    r = asm.assemble(1.01)
+    assert r.reason == ("joint input '/joint_states': joints 'drive_joint' never received "
+                        "(messages on the topic do not contain them)")
+    # another driver publishes the gripper on the same topic: gathered by name
+    asm.add_joints("/joint_states", 1.0, ["drive_joint", "unknown_joint"], [0.4, 9.0])
+    r = asm.assemble(1.01)
+    assert r.ok, r.reason
+    assert r.observation.state[-1] == 0.4
+
+
+def test_nan_joints_rejected():
+    asm = ObservationAssembler(ARM)
+    _feed_arm(asm, t_cam=[1.0], t_joint=[0.99, 1.0])
+    asm.add_joints("/joint_states", 1.01, JOINTS, [0.0, np.nan, 0, 0, 0, 0, 0])
+    r = asm.assemble(1.02)
+    assert not r.ok
+    assert r.reason == ("joint input '/joint_states': non-finite position for 'joint2' (nan) in "
+                        "the newest message (stamp 1.010)")
+
+
+def test_future_stamp_reports_clock_jump_and_is_dropped():
+    asm = ObservationAssembler(ARM)
+    _feed_arm(asm, t_cam=[1.0], t_joint=[0.99, 1.0, 1.01])
+    asm.add_image("wrist", 3.0, _img())  # garbage stamp from the future
+    r = asm.assemble(1.02)
+    assert not r.ok and r.reason.startswith("camera 'wrist': sample stamped 1.98 s in the future")
+    assert "clock jump?" in r.reason
+    r = asm.assemble(1.02)  # the garbage frame was dropped: the good ones still work
+    assert r.ok, r.reason
+
+
+def test_out_of_order_and_duplicate_stamps():
+    asm = ObservationAssembler(ARM)
+    _feed_arm(asm, t_joint=np.arange(0.9, 1.11, 0.01))
+    asm.add_image("scene", 1.1, _img(11))
+    asm.add_image("wrist", 1.1, _img(12))
+    asm.add_image("scene", 1.0, _img(1))  # late arrival: inserted in order
+    asm.add_image("scene", 1.1, _img(99))  # exact duplicate: dropped
+    r = asm.assemble(1.11)
+    assert r.ok and r.observation.stamp == 1.1
+    assert r.observation.images["scene"][0, 0, 0] == 11
+    assert any("camera 'scene': 1 duplicate stamps dropped" in n for n in r.notes)
+    asm.add_image("scene", 0.2, _img())  # older than anything usable: dropped, noted
+    r = asm.assemble(1.11)
+    assert r.ok and any("older than the retention window" in n for n in r.notes)
+
+
+def test_clock_jump_back_clears_buffers():
+    asm = ObservationAssembler(ARM)
+    _feed_arm(asm, t_cam=[10.0], t_joint=[9.99, 10.0])
+    assert asm.assemble(10.01).ok
+    r = asm.assemble(2.0)
+    assert not r.ok and r.reason.startswith("clock jumped back 8.01 s")
+    assert all(a == np.inf for a in r.ages.values())
+
+
+def test_r1lite_multi_topic_gathering_in_state_order():
+    asm = ObservationAssembler(R1)
+    now = 5.0
+    for cam in ("head", "wrist_left", "wrist_right"):
+        asm.add_image(cam, now - 0.03, _img())
+    for k, ji in enumerate(R1.joint_inputs):
+        for t in (now - 0.05, now - 0.01):
+            asm.add_joints(ji.topic, t, ji.joints[::-1],  # names in any order
+                           [100 * k + i for i in range(len(ji.joints))][::-1])
+    r = asm.assemble(now)
+    assert r.ok, r.reason
+    expected = [100 * k + i for k, ji in enumerate(R1.joint_inputs)
+                for i in range(len(ji.joints))]
+    np.testing.assert_allclose(r.observation.state, expected)
+    assert r.observation.state.shape == (R1.state_dim,) == (18,)
+    assert set(r.observation.input_stamps) == {"head", "wrist_left", "wrist_right",
+                                               *(ji.topic for ji in R1.joint_inputs)}
+
+
+def test_buffer_memory_bounded_over_a_long_run():
+    asm = ObservationAssembler(ARM)
+    frame = _img()
+    for i in range(10 * 60 * 30):  # 10 minutes at 30 Hz, assembling at 10 Hz
+        t = i / 30
+        asm.add_image("scene", t, frame)
+        asm.add_image("wrist", t, frame)
+        for k in range(3):
+            asm.add_joints("/joint_states", t + k / 90, JOINTS, [0.0] * 7)
+        if i % 3 == 0:
+            asm.assemble(t + 0.01)
+    sizes = {name: len(inp.buffer) for name, inp in asm._inputs.items()}
+    assert sizes["scene"] <= 10 and sizes["wrist"] <= 10 and sizes["/joint_states"] <= 40
+    for i in range(2000):  # a minute without any assemble: bounded by count
+        asm.add_image("scene", 600 + i / 30, frame)
+        asm.add_joints("/joint_states", 600 + i / 30, JOINTS, [0.0] * 7)
+    assert len(asm._inputs["scene"].buffer) <= asm._inputs["scene"].buffer.max_len <= 40
+    assert len(asm._inputs["/joint_states"].buffer) <= 1000
+
+
+def test_lazy_frames_and_bad_frames():
+    asm = ObservationAssembler(ARM)
+    calls = []
+
+    def decode():
+        calls.append(1)
+        return _img(7)
+
+    asm.add_image("scene", 1.0, decode)
+    asm.add_image("wrist", 1.0, np.zeros((4, 6), dtype=np.uint8))  # mono: dropped, noted
+    asm.add_image("wrist", 1.0, _img(8))
+    _feed_arm(asm, t_joint=[0.99, 1.0])
+    r = asm.assemble(1.01)
+    assert r.ok and r.observation.images["scene"][0, 0, 0] == 7 and len(calls) == 1
+    assert any("bad frames dropped" in n for n in r.notes)
+    with pytest.raises(ValueError, match="unknown camera"):
+        asm.add_image("nope", 1.0, _img())
