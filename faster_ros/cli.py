@@ -1,0 +1,148 @@
+"""``faster-ros``: the command line of the product.
+
+    faster-ros demo                         the whole stack on the shipped default (mock robot)
+    faster-ros bringup r1lite_wbc --mock-robot   start an embodiment's node graph here
+    faster-ros graph r1lite_wbc             print the node graph the launch files start
+    faster-ros check-config config/*.yaml   validate embodiment configs
+    faster-ros tokenizer train|eval ...     FASTerVQ training / evaluation
+    faster-ros policy train|eval ...        FASTerVLA training / offline evaluation
+
+Heavy modules are imported by the subcommand that needs them, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import yaml
+
+# Subcommands implemented by another module's ``main(argv)``: name -> {verb: module}.
+DELEGATED = {
+    "tokenizer": {"train": "faster_ros.tokenizer.train", "eval": "faster_ros.tokenizer.evaluate"},
+    "policy": {"train": "faster_ros.policy.train", "eval": "faster_ros.policy.evaluate"},
+}
+
+
+def _demo(args) -> int:
+    from faster_ros.ros.demo import run_demo
+
+    run_demo(args.embodiment, bag=args.bag, duration_s=args.duration, out_dir=args.out,
+             model=args.model)
+    return 0
+
+
+def _graph_from(args):
+    from faster_ros.graph import build_graph
+
+    return build_graph(args.embodiment, mock_robot=args.mock_robot, model=args.model,
+                       use_sim_time=args.sim_time, mock_source=args.bag or "",
+                       deterministic=getattr(args, "deterministic", False))
+
+
+def _bringup(args) -> int:
+    g = _graph_from(args)
+    if args.processes:
+        import time
+
+        from faster_ros.ros.bringup import ProcessGraph
+
+        with ProcessGraph(g, log_dir=args.log_dir) as pg:
+            print(f"started {', '.join(pg.procs)}; logs in {pg.log_dir}; Ctrl-C stops")
+            end = None if args.duration is None else time.monotonic() + args.duration
+            try:
+                while end is None or time.monotonic() < end:
+                    time.sleep(0.5)
+                    dead = [n for n, ok in pg.alive().items() if not ok]
+                    if dead:
+                        print(f"node(s) exited: {', '.join(dead)}; see {pg.log_dir}")
+                        return 1
+            except KeyboardInterrupt:
+                pass
+        return 0
+    from faster_ros.ros.bringup import spin_in_process
+
+    spin_in_process(g, duration_s=args.duration)
+    return 0
+
+
+def _graph(args) -> int:
+    g = _graph_from(args)
+    print(yaml.safe_dump({"embodiment": g.embodiment, "nodes": [
+        {"name": n.name, "executable": n.executable, "parameters": n.parameters}
+        for n in g.nodes]}, sort_keys=False))
+    return 0
+
+
+def _check_config(args) -> int:
+    from faster_ros.embodiment import EmbodimentConfigError, load_embodiment
+
+    status = 0
+    for path in args.configs:
+        try:
+            emb = load_embodiment(path)
+        except (EmbodimentConfigError, FileNotFoundError) as exc:
+            print(f"FAIL {exc}")
+            status = 1
+            continue
+        print(f"ok   {path}: {emb.name}, {emb.action_dim} action dims, "
+              f"{emb.tokenizer.tokens_per_chunk} tokens/chunk, {len(emb.outputs)} output groups")
+    return status
+
+
+def _graph_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("embodiment", help="embodiment name (config/<name>.yaml) or YAML path")
+    p.add_argument("--mock-robot", action="store_true", help="also start the mock robot")
+    p.add_argument("--model", default=None, help="policy model dir or shipped name")
+    p.add_argument("--bag", default=None, help="rosbag2 the mock robot replays")
+    p.add_argument("--sim-time", action="store_true", help="use /clock")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faster-ros", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run the whole stack on the shipped default")
+    p.add_argument("--embodiment", default="g1_inspire")
+    p.add_argument("--model", default=None)
+    p.add_argument("--bag", default=None, help="bag to replay (default: the shared G1 bag)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds to run")
+    p.add_argument("--out", default="out/demo", help="report folder")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("bringup", help="start an embodiment's node graph here")
+    _graph_args(p)
+    p.add_argument("--processes", action="store_true", help="one process per node")
+    p.add_argument("--deterministic", action="store_true", help="greedy decoding")
+    p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    p.add_argument("--log-dir", default=None)
+    p.set_defaults(func=_bringup)
+
+    p = sub.add_parser("graph", help="print the node graph the launch files start")
+    _graph_args(p)
+    p.set_defaults(func=_graph)
+
+    p = sub.add_parser("check-config", help="validate embodiment config files")
+    p.add_argument("configs", nargs="+")
+    p.set_defaults(func=_check_config)
+
+    for name, verbs in DELEGATED.items():
+        p = sub.add_parser(name, help=f"{name} commands: {', '.join(verbs)}")
+        p.add_argument("verb", choices=sorted(verbs))
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the verb")
+        p.set_defaults(func=None, verbs=verbs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.func is None:
+        module = importlib.import_module(args.verbs[args.verb])
+        return int(module.main(args.rest) or 0)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The only part of faster_ros that imports rclpy: message conversions, QoS, nodes and bringup."""
