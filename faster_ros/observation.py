@@ -8,13 +8,15 @@ simpler, documented search ("newest common time"):
 * For a candidate ``t``, every other camera contributes its frame nearest to ``t`` (ties: the
   newer); it must lie within ``slop_s`` of ``t``. Every joint contributes its value at ``t``:
   linearly interpolated between the two samples that bracket ``t`` when both are within
-  ``slop_s`` of it (the value *at* ``t``; its stamp counts as ``t``), else the nearest sample
+  ``slop_s`` of it (the value *at* ``t``, whose time counts as ``t``), else the nearest sample
   within ``slop_s`` (zero-order hold; never extrapolated). Joints are gathered by name, so one
   joint input may be split over several messages (several drivers on ``/joint_states``).
-* The newest candidate for which every input aligns, is within its age budget
-  (``now - stamp used <= max_age_s``) and has finite joint values becomes the observation; its
-  ``stamp`` is the reference frame's stamp. Older candidates are tried only while the reference
-  itself is within its budget, so the result is the newest consistent set or a failure.
+  ``input_stamps`` of a joint input is the newest message stamp it used (a real header stamp).
+* The newest candidate for which every input aligns, is within its age budget (``now - time of
+  the data used <= max_age_s``; for a joint input, its oldest joint value) and has finite joint
+  values becomes the observation; its ``stamp`` is the reference frame's stamp. Older candidates
+  are tried only while the reference itself is within its budget, so the result is the newest
+  consistent set or a failure (the reason of the newest candidate).
 
 An observation is never built from a stale input, a joint never received, non-finite joint values,
 or samples stamped in the future (beyond ``future_tolerance_s``: "clock jump?"). Each failure
@@ -57,7 +59,7 @@ class Observation:
     stamp: float  # s, the reference input's stamp
     images: dict[str, np.ndarray]  # camera name -> (H, W, 3) uint8 RGB
     state: np.ndarray  # (S,) float64 in embodiment.state_joints order
-    input_stamps: dict[str, float]  # camera name / joint topic -> stamp used (oldest joint)
+    input_stamps: dict[str, float]  # camera name / joint topic -> newest message stamp used
     instruction: str = ""
 
 
@@ -438,10 +440,10 @@ class ObservationAssembler:
             stamps[name] = buf.stamps[i]
         values: dict[str, np.ndarray] = {}
         for topic, table in tables.items():
-            reason, vals, used = table.at(t, self.slop_s)
+            reason, vals, value_time, used = table.at(t, self.slop_s)
             if reason:
                 return f"{table.inp.label}: {reason} (aligning to {at})", None
-            age = now - used
+            age = now - value_time
             if age > table.inp.max_age_s:
                 return (f"{table.inp.label} stale at {at}: joint values {age:.2f} s old "
                         f"(budget {table.inp.max_age_s:.2f} s); the reference input lags more "
@@ -462,15 +464,15 @@ class _JointTable:
         self.values = np.array([v for v, _ in inp.buffer.values]).reshape(-1, j)  # (N, J)
         self.present = np.array([p for _, p in inp.buffer.values], dtype=bool).reshape(-1, j)
 
-    def at(self, t: float, slop: float) -> tuple[str, np.ndarray | None, float]:
-        """(reason, (J,) values at t, oldest stamp used)."""
+    def at(self, t: float, slop: float) -> tuple[str, np.ndarray | None, float, float]:
+        """(reason, (J,) values at t, time of the oldest value, newest message stamp used)."""
         out = np.empty(len(self.inp.joints))
-        oldest = math.inf
+        oldest, newest = math.inf, -math.inf
         for k, joint in enumerate(self.inp.joints):
             rows = np.flatnonzero(self.present[:, k])
             s = self.stamps[rows]
             if len(s) == 0:
-                return f"joint {joint!r} has no buffered sample", None, 0.0
+                return f"joint {joint!r} has no buffered sample", None, 0.0, 0.0
             hi = int(np.searchsorted(s, t, side="right"))  # s[hi-1] <= t < s[hi]
             lo = hi - 1
             if lo >= 0 and s[lo] == t:
@@ -482,14 +484,14 @@ class _JointTable:
                 best = min(near, key=lambda i: (abs(s[i] - t), -s[i]))
                 if abs(s[best] - t) > slop:
                     return (f"joint {joint!r} has no sample within slop {slop:.3f} s: nearest "
-                            f"{abs(s[best] - t):.3f} s away"), None, 0.0
+                            f"{abs(s[best] - t):.3f} s away"), None, 0.0, 0.0
                 picks, used = [rows[best]], float(s[best])
             v = self.values[picks, k]
             if not np.all(np.isfinite(v)):
                 bad = v[~np.isfinite(v)][0]
                 stamp = self.stamps[picks[int(np.argmin(np.isfinite(v)))]]
                 return (f"non-finite position for {joint!r} ({bad}) in the message stamped "
-                        f"{stamp:.3f}"), None, 0.0
+                        f"{stamp:.3f}"), None, 0.0, 0.0
             if len(picks) == 2:
                 s0, s1 = self.stamps[picks[0]], self.stamps[picks[1]]
                 a = (t - s0) / (s1 - s0)
@@ -497,7 +499,8 @@ class _JointTable:
             else:
                 out[k] = v[0]
             oldest = min(oldest, used)
-        return "", out, oldest
+            newest = max(newest, float(self.stamps[picks[-1]]))
+        return "", out, oldest, newest
 
 
 def _nearest(stamps: list[float], t: float) -> int:

@@ -190,6 +190,7 @@ def test_velocity_dims_zero_when_holding_and_trajectory_velocities():
     assert np.all(np.diff(traj.times) > 0) and np.all(traj.times > 0.4)
     assert np.all(traj.velocities[-1] == 0) and np.all(traj.velocities[:, vx] == 0)
     assert traj.velocities[0, 0] == pytest.approx(0.3)
+    assert traj.times[0] >= 0.4 + R1.control.min_lead_s - 1e-9
     np.testing.assert_allclose(traj.time_from_start(0.4), traj.times - 0.4)
     ex.hold("stop", 0.5)
     cmd = ex.command(0.5)
@@ -274,6 +275,8 @@ def test_executor_never_commands_garbage(ops, name):
                     assert np.all(traj.positions >= emb.lower)
                     assert np.all(traj.positions <= emb.upper)
                     assert np.all(traj.velocities[-1] == 0)
+                    assert traj.times[0] >= now + min(emb.control.min_lead_s, 0) - 1e-9
+                    assert np.all(np.abs(traj.velocities) <= emb.max_rate * (1 + 1e-5))
         elif op[0] == "submit":
             _, kind, latency, seed = op
             rng = np.random.default_rng(seed)

@@ -12,6 +12,7 @@ from faster_ros.embodiment import load_embodiment
 
 G1 = load_embodiment("g1_inspire")
 R1 = load_embodiment("r1lite_wbc")
+ARM = load_embodiment("single_arm")
 EMBODIMENTS = {n: load_embodiment(n) for n in ("g1_inspire", "r1lite_wbc", "single_arm")}
 
 
@@ -104,7 +105,8 @@ def test_seam_jump_rejected():
 def test_default_seam_limit_per_unit():
     lim = SafetyGate.default_seam_limit(R1)
     assert lim[R1.index("left_arm_joint1")] == pytest.approx(max(0.1, 2.0 / 15))
-    assert lim[R1.index("left_gripper")] == pytest.approx(200.0 / 15)  # mm: one step at full rate
+    assert lim[R1.index("left_gripper")] == pytest.approx(15.0)  # its own bound, in mm
+    assert SafetyGate.default_seam_limit(ARM)[ARM.index("drive_joint")] == pytest.approx(0.1)
     assert lim[R1.index("chassis_vx")] == pytest.approx(1.0 * 0.2 * 2.0)
 
 

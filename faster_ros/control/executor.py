@@ -70,9 +70,14 @@ class Command:
 class Trajectory:
     """The remaining points of the active trajectory, for JointTrajectory outputs.
 
-    ``times`` (K,) absolute, strictly increasing, all after ``now``; ``positions`` (K, D);
-    ``velocities`` (K, D) central finite differences, zero at the last point and for velocity
-    dimensions. While holding it is one point at the hold position, one ``min_lead`` ahead.
+    ``times`` (K,) absolute, strictly increasing, the first at least ``min_lead_s`` after ``now``
+    (or the final point if that is closer); ``positions`` (K, D); ``velocities`` (K, D) finite
+    differences chosen so that a cubic through the points does not overshoot (see
+    :func:`_monotone_velocities`), zero at the last point and for velocity dimensions. While
+    holding it is one point at the hold position, ``max(min_lead_s, dt)`` ahead. A JTC given
+    positions and velocities interpolates cubically: between a stop and a start its speed can
+    briefly exceed the segment's rate by up to 1.5x; publish positions only for strictly linear
+    interpolation.
     """
 
     times: np.ndarray  # (K,)
@@ -94,6 +99,23 @@ class ExecutorStatus:
     interventions: int
     last_verdict: GateResult | None
     last_accept_time: float | None
+
+
+def _monotone_velocities(times: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(K, D) point velocities for cubic (JTC) interpolation that never overshoots: the harmonic
+    mean of the two adjacent segment slopes where they agree in sign, else 0 (Fritsch-Carlson);
+    0 at the last point. Between two points the cubic then stays within their values, so within
+    the limits, and no point velocity exceeds the faster adjacent segment's rate."""
+    vel = np.zeros_like(points)
+    if len(times) < 2:
+        return vel
+    seg = np.diff(points, axis=0) / np.diff(times)[:, None]  # (K-1, D)
+    vel[0] = seg[0]
+    s0, s1 = seg[:-1], seg[1:]
+    same = s0 * s1 > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vel[1:-1] = np.where(same, 2 * s0 * s1 / (s0 + s1), 0.0)
+    return vel
 
 
 class ChunkExecutor:
@@ -195,19 +217,24 @@ class ChunkExecutor:
             if not self._active:
                 return None
             if self._points is None:
-                lead = max(self.min_lead_s, self.dt)
-                d = self.embodiment.action_dim
-                return Trajectory(np.array([now + lead]), self._hold[None].copy(),
-                                  np.zeros((1, d)))
+                return self._hold_trajectory(now, self._hold)
             times, points = self._times, self._points
-            seg = np.diff(points, axis=0) / np.diff(times)[:, None]  # (K-1, D)
-            vel = np.zeros_like(points)
-            if len(seg):
-                vel[0] = seg[0]
-                vel[1:-1] = 0.5 * (seg[:-1] + seg[1:])
+            keep = times >= now + self.min_lead_s  # the first point at least a period ahead
+            if self.min_lead_s <= 0:
+                keep = times > now
+            if not keep.any():  # the end is closer than a period: go there
+                keep = times > now
+                if not keep.any():
+                    return self._hold_trajectory(now, points[-1])
+            vel = _monotone_velocities(times, points)
             vel[:, self._is_velocity] = 0.0
-            keep = times > now
             return Trajectory(times[keep].copy(), points[keep].copy(), vel[keep])
+
+    def _hold_trajectory(self, now: float, position: np.ndarray) -> Trajectory:
+        lead = max(self.min_lead_s, self.dt)
+        position = np.where(self._is_velocity, 0.0, position)
+        return Trajectory(np.array([now + lead]), position[None].copy(),
+                          np.zeros((1, len(position))))
 
     def hold(self, reason: str, now: float) -> None:
         """Freeze at the currently commanded position (velocity dimensions zero). Chunks computed

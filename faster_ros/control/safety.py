@@ -79,17 +79,20 @@ class SafetyGate:
     def default_seam_limit(embodiment: Embodiment, max_time_scale: float = 2.0) -> np.ndarray:
         """(D,) largest allowed ``|first point - current command|`` per dimension.
 
-        Position dimensions: ``control.max_seam_jump`` (in the dimension's unit), or the distance
-        the dimension may travel in one control period at its rate limit if that is larger (a
-        jump no bigger than one legal step is not a discontinuity, and a gripper in mm needs a
-        bound in mm). Velocity dimensions: the change the seam blend can absorb at the
-        acceleration limit, ``max_rate * max(blend_time_s, dt) * max_time_scale`` (the blend
-        ramps it and the rate check bounds the acceleration).
+        Position dimensions: the dimension's seam bound (``max_seam_jump`` of the dimension, else
+        ``control.max_seam_jump``, in the dimension's unit), or the distance the dimension may
+        travel in one control period at its rate limit if that is larger (a jump no bigger than
+        one legal step is not a discontinuity). Velocity dimensions: their own ``max_seam_jump``
+        if set, else the change the seam blend can absorb at the acceleration limit,
+        ``max_rate * max(blend_time_s, dt) * max_time_scale`` (the blend ramps it and the rate
+        check bounds the acceleration).
         """
         c = embodiment.control
         rate = embodiment.max_rate
-        position = np.maximum(c.max_seam_jump, rate * c.dt)
-        velocity = rate * max(c.blend_time_s, c.dt) * max_time_scale
+        bound = embodiment.seam_bound
+        explicit = np.array([d.max_seam_jump is not None for d in embodiment.dimensions])
+        position = np.maximum(bound, rate * c.dt)
+        velocity = np.where(explicit, bound, rate * max(c.blend_time_s, c.dt) * max_time_scale)
         return np.where(embodiment.is_velocity, velocity, position)
 
     # ----------------------------------------------------------------------------------------
