@@ -212,6 +212,7 @@ def test_zero_header_stamps_use_bag_time(tmp_path):
         t = T0 + k * S // 5
         msgs.append(("/js", JS, t, joint_state(0, ["j"], [k])))  # unset stamps
         msgs.append(("/cmd", JT, t, trajectory(0, ["j"], [(0.0, [k + 0.5])])))
+        msgs.append(("/js", JS, t + 1000, joint_state(0, ["j"], [])))  # velocity-only message
     ep, = read_rosbag(write_bag(tmp_path / "bag", "mcap", msgs))
     assert ep.fps == 5 and len(ep) == 6
     np.testing.assert_array_equal(ep.state[:, 0], np.arange(6))

@@ -211,7 +211,7 @@ class LeRobotDataset:
             fields = dict(episode_chunk=idx // chunk_size, episode_index=idx)
             videos = {}
             for key in self.camera_keys:
-                if self.features[key].get("dtype") == "video" and "video_path" in self.info:
+                if self.features[key].get("dtype") == "video" and self.info.get("video_path"):
                     videos[key] = (self._template("video_path", video_key=key, **fields), 0.0)
             refs.append(_EpisodeRef(idx, r.get("length"), tuple(r.get("tasks") or ()),
                                     self._template("data_path", **fields), videos))

@@ -12,8 +12,9 @@ One bag is one :class:`Episode` on a fixed-rate grid:
   step (zero-order hold).
 * **State** is the ``position`` of ``sensor_msgs/JointState`` topics gathered BY JOINT NAME into
   ``joint_names`` order: several topics may each carry a subset (arms / grippers / torso), and
-  a joint reported by several topics is taken from the first topic listed. Default topics: all
-  JointState topics; default joints: every joint name, in order of first appearance.
+  a joint reported by several topics is taken from the first topic listed. Velocity and effort
+  are ignored; a message with an empty ``position`` array contributes no sample. Default
+  topics: all JointState topics; default joints: every joint name, in order of first appearance.
 * **Actions** come from command topics (``trajectory_msgs/JointTrajectory`` or a JointState
   setpoint stream), gathered by joint name like the state. For a JointTrajectory,
   ``points="first"`` (default) takes the first point's positions at the message time;
@@ -25,22 +26,32 @@ One bag is one :class:`Episode` on a fixed-rate grid:
   ``sensor_msgs/CompressedImage``, as lazy :class:`BagFrames` fetched from the bag on demand.
 
 Bad bags (missing path or topics, unreadable/truncated files, unsupported message types, no time
-overlap, missing joints) raise :class:`BagError` naming the file and the problem.
+overlap, missing joints) raise :class:`BagError` naming the file and the problem. Opening,
+iterating (:func:`iter_bag_messages`) and lazy frames live in :mod:`faster_ros.data.bag_io`.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from faster_ros.data.bag_io import (
+    CAMERA_TYPES,
+    COMMAND_TYPES,
+    JOINT_STATE,
+    TRAJECTORY,
+    BagError,
+    BagFrames,
+    BagMessage,
+    check_topics,
+    iter_bag_messages,
+    open_reader,
+    topic_types,
+)
 from faster_ros.data.episode import Episode, FrameSource
-from faster_ros.data.images import ImageDecodeError, compressed_to_rgb, image_to_rgb
 from faster_ros.data.resample import (
     EPS_S,
     METHODS,
@@ -54,253 +65,8 @@ from faster_ros.data.resample import (
 __all__ = ["BagError", "BagFrames", "BagMessage", "iter_bag_messages", "read_rosbag",
            "resample_to_rate"]
 
-JOINT_STATE = "sensor_msgs/msg/JointState"
-TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-CAMERA_TYPES = (IMAGE, COMPRESSED)
-COMMAND_TYPES = (TRAJECTORY, JOINT_STATE)
 _CAMERA_SUFFIXES = ("compressed", "image_raw", "image_rect_color", "image_rect", "image_color",
                     "image", "color")
-
-
-class BagError(ValueError):
-    """A bag cannot be used; the message names the file and the problem."""
-
-
-class BagMessage(NamedTuple):
-    """One message of :func:`iter_bag_messages`. ``stamp_ns`` is the header stamp (None when the
-    type has no header, 0 when unset); ``t_bag_ns`` the bag receive time."""
-
-    topic: str
-    msgtype: str
-    stamp_ns: int | None
-    t_bag_ns: int
-    msg: Any
-
-    @property
-    def time_ns(self) -> int:
-        """The header stamp if set, else the bag time."""
-        return self.stamp_ns or self.t_bag_ns
-
-
-# -------------------------------------------------------------------------------------------------
-# low level: open and iterate
-
-
-def _default_typestore():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.LATEST)
-
-
-def _open_reader(path: Path):
-    """An open rosbags AnyReader on a bag directory or a .db3 / .mcap file."""
-    from rosbags.highlevel import AnyReader
-
-    if not path.exists():
-        raise BagError(f"{path}: bag not found")
-    try:
-        reader = AnyReader([path], default_typestore=_default_typestore())
-        reader.open()
-    except BagError:
-        raise
-    except Exception as exc:  # rosbags, sqlite3, yaml, struct, OSError: all mean "unreadable"
-        raise BagError(f"{path}: cannot open bag ({type(exc).__name__}: {exc})") from exc
-    _complete_typestore(reader)
-    return reader
-
-
-def _complete_typestore(reader) -> None:
-    """Add standard types that the bag's own definitions lack (mixed-definition bags)."""
-    known = reader.typestore.fielddefs
-    if all(c.msgtype in known for c in reader.connections):
-        return
-    default = _default_typestore().fielddefs
-    reader.typestore.register({k: v for k, v in default.items() if k not in known})
-
-
-def _topic_types(reader) -> dict[str, str]:
-    return {c.topic: c.msgtype for c in reader.connections}
-
-
-def _check_topics(path: Path, reader, topics: Sequence[str]) -> list:
-    available = _topic_types(reader)
-    missing = [t for t in topics if t not in available]
-    if missing:
-        listed = ", ".join(f"{t} ({m})" for t, m in sorted(available.items())) or "none"
-        raise BagError(f"{path}: topic(s) {', '.join(missing)} not in bag (topics: {listed})")
-    return [c for c in reader.connections if c.topic in set(topics)]
-
-
-def _stamp_ns(msg) -> int | None:
-    header = getattr(msg, "header", None)
-    stamp = getattr(header, "stamp", None)
-    if stamp is None:
-        return None
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def _deserialize(path: Path, reader, raw, conn):
-    try:
-        return reader.deserialize(raw, conn.msgtype)
-    except KeyError as exc:
-        raise BagError(
-            f"{path}: unknown message type {conn.msgtype!r} on {conn.topic} (no definition in "
-            f"the bag or the standard types)"
-        ) from exc
-    except Exception as exc:
-        raise BagError(
-            f"{path}: cannot deserialize a {conn.msgtype} message on {conn.topic} "
-            f"({type(exc).__name__}: {exc})"
-        ) from exc
-
-
-def iter_bag_messages(
-    path: str | Path, topics: Sequence[str] | None = None
-) -> Iterator[BagMessage]:
-    """Yield ``(topic, msgtype, stamp_ns_header, t_bag_ns, msg)`` for the given topics (default
-    all) in bag time order; ``msg`` is the rosbags-deserialised message (numpy arrays for
-    arrays). Raises :class:`BagError` for missing topics and unreadable or corrupt bags."""
-    path = Path(path)
-    reader = _open_reader(path)
-    try:
-        conns = _check_topics(path, reader, topics) if topics is not None else reader.connections
-        messages = reader.messages(connections=conns)
-        while True:
-            try:
-                conn, t_bag, raw = next(messages)
-            except StopIteration:
-                return
-            except BagError:
-                raise
-            except Exception as exc:
-                raise BagError(
-                    f"{path}: corrupt or truncated bag while reading ({type(exc).__name__}: "
-                    f"{exc})"
-                ) from exc
-            msg = _deserialize(path, reader, raw, conn)
-            yield BagMessage(conn.topic, conn.msgtype, _stamp_ns(msg), int(t_bag), msg)
-    finally:
-        try:
-            reader.close()
-        except Exception:  # already failing; the first error is the useful one
-            pass
-
-
-# -------------------------------------------------------------------------------------------------
-# lazy camera frames
-
-
-def message_to_rgb(msgtype: str, msg, *, max16: float = 65535.0) -> np.ndarray:
-    """A deserialised Image / CompressedImage message -> (H, W, 3) uint8 RGB."""
-    if msgtype == COMPRESSED:
-        return compressed_to_rgb(msg.format, msg.data, max16=max16)
-    return image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                        is_bigendian=bool(msg.is_bigendian), max16=max16)
-
-
-class BagFrames:
-    """Camera frames of one bag topic at the episode steps, fetched from the bag on demand.
-
-    ``t_bag[k]`` / ``rank[k]`` identify image message k (bag time and its position among messages
-    of the topic with that same bag time); ``index[i]`` is the message shown at step i. A fetch
-    reads ``readahead`` messages at once through a bag-time range query and keeps the raw
-    messages; decoded frames of the last ``cache_size`` steps are kept too.
-    """
-
-    def __init__(self, path: Path, topic: str, msgtype: str, t_bag: np.ndarray,
-                 rank: np.ndarray, index: np.ndarray, *, max16: float = 65535.0,
-                 readahead: int = 16, cache_size: int = 16):
-        self.path, self.topic, self.msgtype = Path(path), topic, msgtype
-        self.t_bag = np.asarray(t_bag, dtype=np.int64)
-        self.rank = np.asarray(rank, dtype=np.int64)
-        self.index = np.asarray(index, dtype=np.int64)
-        self.max16, self.readahead, self.cache_size = max16, max(1, readahead), cache_size
-        self._shape: tuple[int, int, int] | None = None
-        self.__setstate__({})
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        for key in ("_lock", "_reader", "_raw", "_decoded"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-        self._reader = None
-        self._pid = os.getpid()
-        self._raw: OrderedDict[int, tuple[bytes, Any]] = OrderedDict()
-        self._decoded: OrderedDict[int, np.ndarray] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        if self._shape is None:
-            self._shape = tuple(self.get(0).shape) if len(self) else (0, 0, 3)
-        return self._shape
-
-    def close(self) -> None:
-        with self._lock:
-            if self._reader is not None and self._pid == os.getpid():
-                self._reader.close()
-            self._reader = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
-
-    def get(self, i: int) -> np.ndarray:
-        n = len(self.index)
-        if not -n <= i < n:
-            raise IndexError(f"{self.path} {self.topic}: step {i} out of range for {n} steps")
-        k = int(self.index[i])
-        with self._lock:
-            if k in self._decoded:
-                self._decoded.move_to_end(k)
-                return self._decoded[k]
-            if k not in self._raw:
-                self._fetch(k)
-            raw, conn = self._raw[k]
-            msg = _deserialize(self.path, self._reader, raw, conn)
-            try:
-                img = message_to_rgb(self.msgtype, msg, max16=self.max16)
-            except ImageDecodeError as exc:
-                raise ImageDecodeError(f"{self.path} {self.topic} message {k}: {exc}") from exc
-            self._decoded[k] = img
-            while len(self._decoded) > self.cache_size:
-                self._decoded.popitem(last=False)
-            return img
-
-    def _fetch(self, k: int) -> None:
-        if self._pid != os.getpid():  # forked: the parent's reader is not ours
-            self._reader, self._pid = None, os.getpid()
-        if self._reader is None:
-            self._reader = _open_reader(self.path)
-        conns = [c for c in self._reader.connections if c.topic == self.topic]
-        last = min(k + self.readahead, len(self.t_bag)) - 1
-        start, stop = int(self.t_bag[k]), int(self.t_bag[last]) + 1
-        self._raw.clear()
-        seen: dict[int, int] = {}
-        try:
-            for conn, t, raw in self._reader.messages(connections=conns, start=start, stop=stop):
-                r = seen.get(t, 0)
-                seen[t] = r + 1
-                idx = int(np.searchsorted(self.t_bag, t, "left")) + r
-                if idx < len(self.t_bag) and self.t_bag[idx] == t and self.rank[idx] == r:
-                    self._raw[idx] = (bytes(raw), conn)
-        except BagError:
-            raise
-        except Exception as exc:
-            raise BagError(f"{self.path}: cannot read {self.topic} ({exc})") from exc
-        if k not in self._raw:
-            raise BagError(f"{self.path}: image message {k} of {self.topic} not found in bag")
-
 
 # -------------------------------------------------------------------------------------------------
 # episode assembly
@@ -333,6 +99,8 @@ def _named_series(topic: str, times: np.ndarray, samples: list[tuple[Sequence[st
     values = np.full((len(samples), len(names)), np.nan)
     for row, (msg_names, vals) in enumerate(samples):
         vals = np.asarray(vals, dtype=np.float64)
+        if len(vals) == 0:
+            continue  # e.g. a velocity-only JointState: no position sample in this message
         if len(vals) != len(msg_names):
             raise BagError(f"{topic}: message {row} has {len(msg_names)} names but "
                            f"{len(vals)} positions")
@@ -445,14 +213,14 @@ def read_rosbag(
     if points not in ("first", "all"):
         raise ValueError(f"points must be 'first' or 'all', got {points!r}")
 
-    reader = _open_reader(path)
+    reader = open_reader(path)
     try:
-        types = _topic_types(reader)
+        types = topic_types(reader)
     finally:
         reader.close()
 
     def require(topics: list[str], allowed: tuple[str, ...], role: str) -> None:
-        _check_topics(path, _TopicView(types), topics)
+        check_topics(path, _TopicView(types), topics)
         bad = [f"{t} ({types[t]})" for t in topics if types[t] not in allowed]
         if bad:
             raise BagError(f"{path}: {role} topic(s) of unsupported message type: "
@@ -565,7 +333,7 @@ def read_rosbag(
 
 
 class _TopicView:
-    """The ``connections`` of a closed reader, enough for :func:`_check_topics`."""
+    """The ``connections`` of a closed reader, enough for :func:`check_topics`."""
 
     def __init__(self, types: dict[str, str]):
         self.connections = [_Conn(t, m) for t, m in types.items()]

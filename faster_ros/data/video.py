@@ -8,8 +8,9 @@ frames are kept. At most :data:`MAX_OPEN_VIDEOS` containers stay open process-wi
 recently used closed first). After a fork (DataLoader workers) a source reopens its file.
 
 Measured on the shared G1 videos (224x168 H.264, 2 cores): demuxing the packet index takes
-about 10 ms per episode; decoding a whole 393-frame episode to RGB about 50 ms (yuv420p is
-converted with OpenCV, ~10x faster than libswscale's default bicubic path).
+about 10 ms per episode; decoding a whole 393-frame episode to RGB 50-70 ms (yuv420p is converted
+with OpenCV, ~10x faster than libswscale's default bicubic path). A random access costs a seek
+plus decoding from the previous keyframe (~10 ms with the shared videos' 250-frame GOP).
 """
 
 from __future__ import annotations
