@@ -236,3 +236,15 @@ def test_detect_format(tmp_path):
         detect_format(tmp_path / "empty")
     with pytest.raises(FileNotFoundError):
         detect_format(tmp_path / "nope")
+
+
+def test_data_package_never_imports_rclpy():
+    import ast
+
+    import faster_ros.data
+
+    for path in Path(faster_ros.data.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "rclpy" for n in names), path
