@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -90,6 +90,7 @@ class PolicyNode(LifecycleNode):
         self._sequence = 0
         self._input_errors: dict[str, str] = {}
         self._received: dict[str, OrderedDict[float, float]] = {}
+        self._arrivals: dict[str, deque[float]] = {}
         self._assembler = ObservationAssembler(self._emb)
 
         sensors = ReentrantCallbackGroup()
@@ -237,6 +238,15 @@ class PolicyNode(LifecycleNode):
         table[stamp] = wall
         while len(table) > RECEIVE_TABLE_SIZE:
             table.popitem(last=False)
+        self._arrivals.setdefault(name, deque(maxlen=RECEIVE_TABLE_SIZE)).append(wall)
+
+    def input_rate_hz(self, name: str, window_s: float = 2.0) -> float:
+        """Samples per second received on an input over the last ``window_s``."""
+        arrivals = self._arrivals.get(name)
+        if not arrivals:
+            return 0.0
+        recent = [t for t in arrivals if t >= time.time() - window_s]
+        return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
 
     def _observation_received(self, input_stamps: dict[str, float]) -> float:
         walls = [self._received.get(name, {}).get(stamp) for name, stamp in input_stamps.items()]
@@ -353,7 +363,8 @@ class PolicyNode(LifecycleNode):
             status.level = DiagnosticStatus.OK if age <= budget else DiagnosticStatus.STALE
             status.message = (f"age {age:.3f} s (budget {budget:.3f} s)" if np.isfinite(age)
                               else "no data received")
-            status.values = [KeyValue(key="age_s", value=f"{age:.4f}")]
+            status.values = [KeyValue(key="age_s", value=f"{age:.4f}"),
+                             KeyValue(key="rate_hz", value=f"{self.input_rate_hz(name):.2f}")]
             array_msg.status.append(status)
         policy = DiagnosticStatus(name="faster_policy: policy", hardware_id=self._emb.name)
         policy.level = (DiagnosticStatus.OK if self._reason == "running"
