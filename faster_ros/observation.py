@@ -143,7 +143,9 @@ class ObservationAssembler:
     See the module docstring for the alignment, staleness and memory rules. ``slop_s`` defaults to
     ``embodiment.control.slop_s``; ``reference`` names the input whose stamps are candidate
     observation times (default: the first camera). ``clock_jump_s``: a backwards step of ``now``
-    larger than this clears all buffers.
+    larger than this clears all buffers (a smaller one counts as no time passing).
+    ``future_tolerance_s``: how far ahead of ``now`` a stamp may be (clock skew between machines)
+    before it is treated as a clock jump.
     """
 
     def __init__(
@@ -304,7 +306,9 @@ class ObservationAssembler:
                 return self._fail(
                     f"clock jumped back {back:.2f} s (now {now:.3f}): buffers cleared, waiting "
                     f"for new samples", now, notes)
-            self._last_now = now if self._last_now is None else max(now, self._last_now)
+            if self._last_now is not None and now < self._last_now:
+                now = self._last_now  # a small step back: no time passes
+            self._last_now = now
             reason = self._drop_future(now) or self._prune_and_check(now)
             if reason:
                 return self._fail(reason, now, notes)

@@ -295,3 +295,85 @@ def test_executor_never_commands_garbage(ops, name):
             _check_command(emb, cmd)
             last, last_t = (cmd.positions, now) if cmd.active else (last, last_t)
         _check_command(emb, ex.command(now))
+
+
+def test_clipped_and_time_scaled_chunks_are_executed_and_counted():
+    ex = _ready()
+    start = _mid(ARM)
+    j = ARM.index("drive_joint")  # [0, 0.85] rad, max_rate 2 rad/s
+    p = np.tile(start, (20, 1))
+    # 1 rad/s from rest: the blend's catch-up peaks at 1.69x, still below 2 rad/s
+    p[:, j] = np.minimum(start[j] + 0.05 * np.arange(20), ARM.upper[j] + 0.02)
+    r = ex.submit(Chunk(p, 0.0, DT), 0.0)
+    assert r.accepted and r.action == "clipped" and r.clipped > 0
+    assert ex.status.interventions == r.interventions
+    for t in np.arange(0.0, 0.9, DT):
+        cmd = ex.command(t)
+    assert cmd.positions[j] == ARM.upper[j] and not cmd.holding
+    ex2 = _ready()
+    p = np.tile(start, (20, 1))
+    p[10:, 2] += 0.25 * np.arange(10)  # 5 rad/s > 3.14 rad/s after the blend: 1.59x
+    p = np.clip(p, ARM.lower, ARM.upper)
+    r = ex2.submit(Chunk(p, 0.0, DT), 0.0)
+    assert r.accepted and r.action == "time_scaled" and 1.5 < r.time_scale < 1.7
+    traj = ex2.trajectory(0.0)
+    steps = np.abs(np.diff(traj.positions, axis=0)) / np.diff(traj.times)[:, None]
+    assert np.all(steps <= ARM.max_rate * (1 + 1e-6))
+
+
+def test_reset_makes_it_inactive_and_restarts_from_the_new_measurement():
+    ex = _ready()
+    ex.submit(_ramp(ARM, _mid(ARM), 0.0), 0.0)
+    assert ex.command(0.1).active
+    ex.reset()  # e.g. handover to teleoperation
+    assert not ex.command(0.2).active and ex.trajectory(0.2) is None
+    moved = _mid(ARM) + 0.2  # the operator moved the arm
+    ex.set_measured(moved, 0.3)
+    r = ex.submit(_ramp(ARM, moved, 0.3), 0.3)
+    assert r.accepted
+    np.testing.assert_allclose(ex.command(0.3).positions, moved)
+
+
+def test_jtc_velocities_never_overshoot_a_limit_plateau():
+    ex = _ready()
+    start = _mid(ARM)
+    j = ARM.index("drive_joint")
+    p = np.tile(start, (20, 1))
+    p[:, j] = np.minimum(start[j] + 0.09 * np.arange(20), ARM.upper[j])
+    assert ex.submit(Chunk(p, 0.0, DT), 0.0).accepted
+    traj = ex.trajectory(0.0)
+    # evaluate the cubic Hermite a JTC builds from (time, position, velocity) points
+    t, x, v = traj.times, traj.positions[:, j], traj.velocities[:, j]
+    for k in range(len(t) - 1):
+        h = t[k + 1] - t[k]
+        s = np.linspace(0, 1, 21)
+        h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
+        h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
+        y = h00 * x[k] + h10 * h * v[k] + h01 * x[k + 1] + h11 * h * v[k + 1]
+        assert np.all(y <= ARM.upper[j] + 1e-12) and np.all(y >= ARM.lower[j] - 1e-12)
+
+
+def test_concurrent_submit_and_command_smoke():
+    import threading
+
+    ex = _ready()
+    errors = []
+    stop = threading.Event()
+    clock = [0.0]
+
+    def ticker():
+        try:
+            while not stop.is_set():
+                clock[0] += 0.001
+                cmd = ex.command(clock[0])
+                assert np.all(np.isfinite(cmd.positions))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    for _ in range(50):
+        ex.submit(_ramp(ARM, ex.command(clock[0]).positions, clock[0], speed=0.2), clock[0])
+    stop.set()
+    thread.join()
+    assert not errors and ex.status.accepted + ex.status.rejected == 50

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faster_ros.embodiment import load_embodiment
 from faster_ros.observation import ObservationAssembler
@@ -160,16 +162,15 @@ def test_r1lite_multi_topic_gathering_in_state_order():
 def test_buffer_memory_bounded_over_a_long_run():
     asm = ObservationAssembler(ARM)
     frame = _img()
-    for i in range(10 * 60 * 30):  # 10 minutes at 30 Hz, assembling at 10 Hz
+    for i in range(10 * 60 * 30):  # 10 minutes at 30 Hz, assembling at 3 Hz
         t = i / 30
         asm.add_image("scene", t, frame)
         asm.add_image("wrist", t, frame)
-        for k in range(3):
-            asm.add_joints("/joint_states", t + k / 90, JOINTS, [0.0] * 7)
-        if i % 3 == 0:
-            asm.assemble(t + 0.01)
+        asm.add_joints("/joint_states", t, JOINTS, [0.0] * 7)
+        if i % 10 == 0:
+            assert asm.assemble(t + 0.01).ok
     sizes = {name: len(inp.buffer) for name, inp in asm._inputs.items()}
-    assert sizes["scene"] <= 10 and sizes["wrist"] <= 10 and sizes["/joint_states"] <= 40
+    assert sizes["scene"] <= 20 and sizes["wrist"] <= 20 and sizes["/joint_states"] <= 40
     for i in range(2000):  # a minute without any assemble: bounded by count
         asm.add_image("scene", 600 + i / 30, frame)
         asm.add_joints("/joint_states", 600 + i / 30, JOINTS, [0.0] * 7)
@@ -194,3 +195,83 @@ def test_lazy_frames_and_bad_frames():
     assert any("bad frames dropped" in n for n in r.notes)
     with pytest.raises(ValueError, match="unknown camera"):
         asm.add_image("nope", 1.0, _img())
+
+
+def test_small_step_back_of_now_is_no_time_passing():
+    asm = ObservationAssembler(ARM)
+    _feed_arm(asm, t_cam=[1.0], t_joint=[0.99, 1.0, 1.04])
+    assert asm.assemble(1.05).ok
+    r = asm.assemble(0.95)  # 0.1 s back: below clock_jump_s, samples at 1.0 are not "future"
+    assert r.ok, r.reason
+
+
+def test_joint_only_embodiment_uses_the_joint_topic_as_reference():
+    import yaml
+
+    from faster_ros.embodiment import parse_embodiment
+    from faster_ros.paths import config_path
+
+    data = yaml.safe_load(config_path("single_arm").read_text())
+    data["cameras"] = []
+    emb = parse_embodiment(data)
+    asm = ObservationAssembler(emb)
+    assert asm.reference == "/joint_states"
+    asm.add_joints("/joint_states", 1.0, JOINTS, list(range(7)))
+    asm.add_joints("/joint_states", 1.01, JOINTS, list(range(1, 8)))
+    r = asm.assemble(1.02)
+    assert r.ok and r.observation.stamp == 1.01 and r.observation.images == {}
+    np.testing.assert_allclose(r.observation.state, range(1, 8))
+
+
+def test_stale_at_the_aligned_time_names_the_lagging_reference():
+    asm = ObservationAssembler(ARM)
+    _feed_arm(asm, t_cam=[1.0], t_joint=[0.99 + 0.01 * k for k in range(20)])
+    r = asm.assemble(1.15)  # frame 0.15 s old (budget 0.2), joints at that time 0.15 s (0.1)
+    assert not r.ok
+    assert r.reason.startswith("joint input '/joint_states' stale at the reference time 1.000")
+    assert "joint values 0.15 s old (budget 0.10 s)" in r.reason
+
+
+@st.composite
+def _streams(draw):
+    """Random, partly garbage, sample streams for single_arm."""
+    events = []
+    n = draw(st.integers(1, 60))
+    for _ in range(n):
+        kind = draw(st.sampled_from(["scene", "wrist", "joints", "joints_nan", "joints_part",
+                                     "assemble"]))
+        dt = draw(st.sampled_from([0.0, 0.005, 0.02, 0.033, 0.1, -0.05, 0.3, -2.0]))
+        events.append((kind, dt))
+    return events
+
+
+@settings(max_examples=80, deadline=None)
+@given(events=_streams(), slop=st.sampled_from([0.01, 0.05]))
+def test_any_observation_built_satisfies_the_rules(events, slop):
+    asm = ObservationAssembler(ARM, slop_s=slop)
+    t = 10.0
+    budgets = {c.name: c.max_age_s for c in ARM.cameras} | {"/joint_states": 0.1}
+    for kind, dt in events:
+        t += dt
+        stamp = t - 0.01
+        if kind in ("scene", "wrist"):
+            asm.add_image(kind, stamp, _img())
+        elif kind == "joints":
+            asm.add_joints("/joint_states", stamp, JOINTS, [0.1] * 7)
+        elif kind == "joints_nan":
+            asm.add_joints("/joint_states", stamp, JOINTS, [np.nan] + [0.1] * 6)
+        elif kind == "joints_part":
+            asm.add_joints("/joint_states", stamp, JOINTS[:3], [0.1] * 3)
+        else:
+            r = asm.assemble(t)
+            assert r.ok == (r.reason == "")
+            if not r.ok:
+                continue
+            obs = r.observation
+            assert np.all(np.isfinite(obs.state)) and obs.state.shape == (7,)
+            assert set(obs.images) == {"scene", "wrist"}
+            for used in obs.input_stamps.values():
+                assert abs(used - obs.stamp) <= slop + 1e-9
+                assert used <= t + asm.future_tolerance_s
+            for cam in ("scene", "wrist"):
+                assert t - obs.input_stamps[cam] <= budgets[cam] + 1e-9

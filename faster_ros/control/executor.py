@@ -132,7 +132,7 @@ class ChunkExecutor:
         self.gate = gate or SafetyGate(embodiment)
         c = embodiment.control
         self.dt = c.dt
-        self.min_lead_s = c.min_lead_s
+        self.min_lead_s = max(c.min_lead_s, 0.0)  # never anchor a chunk in the past
         self.blend_time_s = c.blend_time_s
         self.execute_steps = c.execute_steps
         self.watchdog_s = c.watchdog_s
