@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _paths import SHARED_DATA
 
 from faster_ros.data import (
     ArrayFrames,
@@ -19,7 +20,7 @@ from faster_ros.data import (
     split_episodes,
 )
 
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 G1_NPZ = SHARED / "actions" / "g1_inspire_26d_30hz.npz"
 needs_shared = pytest.mark.skipif(not G1_NPZ.exists(), reason="shared data not present")
 

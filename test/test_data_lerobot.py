@@ -11,12 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _paths import SHARED_DATA
 
 from faster_ros.data import read_episodes
 from faster_ros.data.lerobot import LeRobotFormatError, read_lerobot
 from faster_ros.data.video import VideoDecodeError, VideoFrames
 
-G1 = Path("/work/shared/data/g1_inspire")
+G1 = SHARED_DATA / "g1_inspire"
 CAM = "observation.images.cam_high"
 needs_shared = pytest.mark.skipif(not (G1 / "meta" / "info.json").exists(),
                                   reason="shared data not present")

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _paths import SHARED_DATA
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -15,8 +16,8 @@ from faster_ros.data import read_episodes, read_npz
 from faster_ros.data.resample import estimate_rate, resample_at, resample_to_rate
 from faster_ros.data.rosbag import BagError, iter_bag_messages, read_rosbag
 
-BAGS = Path("/work/shared/data/bags")
-NPZ = Path("/work/shared/data/actions/g1_inspire_26d_30hz.npz")
+BAGS = SHARED_DATA / "bags"
+NPZ = SHARED_DATA / "actions" / "g1_inspire_26d_30hz.npz"
 needs_shared = pytest.mark.skipif(not BAGS.exists(), reason="shared data not present")
 TS = get_typestore(Stores.LATEST)
 T = TS.types
