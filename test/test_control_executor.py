@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faster_ros.control import Chunk, ChunkExecutor
+from faster_ros.control import Chunk, ChunkExecutor, SafetyGate
 from faster_ros.embodiment import load_embodiment
 
 ARM = load_embodiment("single_arm")  # 20 Hz, 7 dims, execute 8, blend 0.15 s, watchdog 0.5 s
@@ -192,9 +192,18 @@ def test_velocity_dims_zero_when_holding_and_trajectory_velocities():
     assert traj.velocities[0, 0] == pytest.approx(0.3)
     assert traj.times[0] >= 0.4 + R1.control.min_lead_s - 1e-9
     np.testing.assert_allclose(traj.time_from_start(0.4), traj.times - 0.4)
+    v0 = ex.command(0.5).positions[vx]
     ex.hold("stop", 0.5)
-    cmd = ex.command(0.5)
-    assert cmd.positions[vx] == 0 and np.all(cmd.velocities == 0)
+    cmd = ex.command(0.5 + R1.control.dt)  # ramps down at the acceleration limit (1 m/s^2)
+    assert cmd.holding and np.all(cmd.velocities == 0)
+    assert cmd.positions[vx] == pytest.approx(v0 - 1.0 * R1.control.dt)
+    t = 0.5 + R1.control.dt
+    while t < 0.5 + v0 / 1.0 + R1.control.dt:
+        t += R1.control.dt
+        cmd = ex.command(t)
+    assert cmd.positions[vx] == 0
+    traj = ex.trajectory(t)
+    assert len(traj.times) == 1 and traj.positions[0, vx] == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,8 +215,9 @@ def _ops(draw):
     return draw(st.lists(
         st.one_of(
             st.tuples(st.just("tick"), st.integers(1, 12)),
-            st.tuples(st.just("submit"), st.sampled_from(["smooth", "offset", "wild", "edge",
-                                                           "nan", "huge", "late", "fast"]),
+            st.tuples(st.just("submit"), st.sampled_from(["smooth", "smooth", "offset", "brisk",
+                                                           "wild", "edge", "nan", "huge",
+                                                           "late", "fast"]),
                       st.floats(0.0, 0.4), st.integers(0, 2**31 - 1)),
             st.tuples(st.just("hold"), st.just(0)),
             st.tuples(st.just("jump"), st.floats(-5.0, 5.0)),
@@ -215,16 +225,20 @@ def _ops(draw):
         min_size=1, max_size=30))
 
 
-def _garbage_chunk(emb, kind, obs_t, current, rng):
+def _garbage_chunk(emb, kind, obs_t, current, rng, velocity=None, now=None):
+    """A chunk from an observation at obs_t; `current` / `velocity` are the command at `now`."""
     h, d = emb.tokenizer.chunk_size, emb.action_dim
     span = emb.upper - emb.lower
     dt = emb.control.dt
-    if kind in ("smooth", "late", "offset", "fast"):
-        step = {"smooth": 0.3, "late": 0.3, "offset": 0.3, "fast": 3.0}[kind]
-        v = rng.normal(0, step, size=d) * emb.max_rate
-        p = current + dt * np.arange(h)[:, None] * v
-        if kind == "offset":
-            p = p + rng.normal(0, 0.05, size=d) * span
+    if kind in ("smooth", "late", "offset", "brisk", "fast"):
+        velocity = np.zeros(d) if velocity is None else velocity
+        step = {"smooth": 0.1, "late": 0.1, "offset": 0.1, "brisk": 0.5, "fast": 3.0}[kind]
+        v = velocity + rng.normal(0, step, size=d) * emb.max_rate  # (D,) plan speed
+        at_obs = current - velocity * ((now if now is not None else obs_t) - obs_t)
+        p = at_obs + dt * np.arange(h)[:, None] * v
+        if kind == "offset":  # a plan that disagrees with the command: blended or rejected
+            p = p + rng.normal(0, 0.7, size=d) * SafetyGate.default_seam_limit(emb)
+        p = np.clip(p, emb.lower, emb.upper)
         if kind == "late":
             obs_t -= 2.0
     elif kind == "wild":
@@ -254,7 +268,6 @@ def test_executor_never_commands_garbage(ops, name):
     now = 100.0
     ex.set_measured(_mid(emb), now)
     last, last_t = None, None
-    position = ~emb.is_velocity
     for op in ops:
         if op[0] == "tick":
             for _ in range(op[1]):
@@ -262,8 +275,8 @@ def test_executor_never_commands_garbage(ops, name):
                 cmd = ex.command(now)
                 _check_command(emb, cmd)
                 if cmd.active and last is not None and now - last_t == pytest.approx(dt):
-                    jump = np.abs(cmd.positions - last)[position]
-                    assert np.all(jump <= emb.max_rate[position] * dt * (1 + 1e-6) + 1e-9)
+                    jump = np.abs(cmd.positions - last)  # speed / acceleration per tick
+                    assert np.all(jump <= emb.max_rate * dt * (1 + 1e-6) + 1e-9)
                 if cmd.active:
                     last, last_t = cmd.positions, now
                 traj = ex.trajectory(now)
@@ -280,8 +293,9 @@ def test_executor_never_commands_garbage(ops, name):
         elif op[0] == "submit":
             _, kind, latency, seed = op
             rng = np.random.default_rng(seed)
-            current = ex.command(now).positions
-            chunk = _garbage_chunk(emb, kind, now - latency, current, rng)
+            cmd = ex.command(now)
+            chunk = _garbage_chunk(emb, kind, now - latency, cmd.positions, rng,
+                                   velocity=cmd.velocities, now=now)
             r = ex.submit(chunk, now)
             if kind in ("nan", "huge", "late"):
                 assert not r.accepted

@@ -10,8 +10,10 @@ Life cycle (:class:`ChunkExecutor`):
   from then on the command is a continuous trajectory: anchored, seam-blended and gated chunks
   replace the remainder of the previous one from their first time on.
 * *holding* (still active): the trajectory ran out, the watchdog fired, :meth:`hold` was called,
-  or time jumped. Position dimensions freeze at the last commanded position, velocity dimensions
-  (a base twist) are zero. The next accepted chunk resumes from the hold position.
+  or time jumped. Position dimensions freeze at the last commanded position; velocity dimensions
+  (a base twist) ramp down to zero at their acceleration limit ``max_rate`` (a 0.5 m/s base at
+  1 m/s^2 stops within 0.5 s, without the jerk of an instant zero). The next accepted chunk
+  resumes from the hold (blending from the ramp).
 
 Watchdog: a chunk is expected every ``execute_steps`` steps. If no chunk is accepted for
 ``control.watchdog_s`` after the execute horizon of the last accepted one (its first
@@ -24,8 +26,9 @@ the executor holds at the last command and drops the trajectory (the anchor is r
 the new time base resume normally). A smaller backwards step is treated as no time passing.
 
 Continuity: every accepted trajectory starts exactly at what was commanded at its first time, its
-segments respect ``max_rate`` (the gate checks), and every hold freezes at the last command, so
-successive commands of a position dimension differ by at most ``max_rate * (tick interval)``.
+segments respect ``max_rate`` (the gate checks), and every hold starts at the last command, so
+successive commands of any dimension differ by at most ``max_rate * (tick interval)`` (a speed
+for position dimensions, an acceleration for velocity dimensions).
 
 Thread safety: all public methods take one lock (the node calls them from a timer and from the
 policy worker).
@@ -151,7 +154,8 @@ class ChunkExecutor:
         with getattr(self, "_lock", threading.Lock()):
             self._times: np.ndarray | None = None  # (K,) active trajectory, None when holding
             self._points: np.ndarray | None = None  # (K, D)
-            self._hold: np.ndarray | None = None  # (D,) hold / start position
+            self._hold: np.ndarray | None = None  # (D,) hold / start position at _hold_since
+            self._hold_since = 0.0  # velocity dims ramp to zero from here
             self._active = False
             self._reason = "waiting for joint states"
             self._explicit_hold_time: float | None = None
@@ -176,6 +180,7 @@ class ChunkExecutor:
                 self._reason = f"measured state has non-finite values for {', '.join(bad)}"
                 return
             self._hold = np.clip(p, self.gate.lower, self.gate.upper)
+            self._hold_since = float(now)
             self._reason = "ready: waiting for the first chunk"
 
     def submit(self, chunk: Chunk, now: float) -> GateResult:
@@ -204,7 +209,7 @@ class ChunkExecutor:
                     zeros, self.gate.lower, self.gate.upper)
                 return Command(start.copy(), zeros, True, self._reason, active=False)
             if self._points is None:
-                positions, velocities = self._hold.copy(), zeros
+                positions, velocities = self._hold_at(np.array([now]))[0], zeros
             else:
                 positions, velocities = self._interpolate(now)
             self._last_output = positions
@@ -217,7 +222,7 @@ class ChunkExecutor:
             if not self._active:
                 return None
             if self._points is None:
-                return self._hold_trajectory(now, self._hold)
+                return self._hold_trajectory(now, self._hold)  # position dims only
             times, points = self._times, self._points
             keep = times >= now + self.min_lead_s  # the first point at least a period ahead
             if self.min_lead_s <= 0:
@@ -237,7 +242,8 @@ class ChunkExecutor:
                           np.zeros((1, len(position))))
 
     def hold(self, reason: str, now: float) -> None:
-        """Freeze at the currently commanded position (velocity dimensions zero). Chunks computed
+        """Freeze at the currently commanded position (velocity dimensions ramp down to zero at
+        their acceleration limit). Chunks computed
         from observations before ``now`` are refused afterwards; a later one resumes."""
         with self._lock:
             now = self._tick(now)
@@ -245,8 +251,8 @@ class ChunkExecutor:
             if not self._active:
                 self._reason = reason
                 return
-            position = self._hold if self._points is None else self._interpolate(now)[0]
-            self._enter_hold(position, reason)
+            position = self._commanded_at(np.array([now]))[0]
+            self._enter_hold(position, reason, now)
 
     @property
     def status(self) -> ExecutorStatus:
@@ -265,8 +271,10 @@ class ChunkExecutor:
     # ----------------------------------------------------------------------------------------
     # internals (called with the lock held)
 
-    def _enter_hold(self, position: np.ndarray, reason: str) -> None:
-        self._hold = np.where(self._is_velocity, 0.0, position)
+    def _enter_hold(self, position: np.ndarray, reason: str, since: float) -> None:
+        """Hold ``position`` (velocity dims ramping down from their value at ``since``)."""
+        self._hold = np.array(position, dtype=np.float64)
+        self._hold_since = since
         self._times = self._points = None
         self._deadline = np.inf
         self._reason = reason
@@ -287,21 +295,20 @@ class ChunkExecutor:
         self._last_now = now
         if self._points is not None:
             if now > self._times[-1]:
-                self._enter_hold(self._points[-1], self._watchdog_text(now, "trajectory ended"))
+                self._enter_hold(self._points[-1], self._watchdog_text(now, "trajectory ended"),
+                                 float(self._times[-1]))
             elif now > self._deadline:
                 self._enter_hold(self._interpolate(now)[0],
-                                 self._watchdog_text(now, "execute horizon passed"))
+                                 self._watchdog_text(now, "execute horizon passed"), now)
         return now
 
     def _time_jump(self, what: str, now: float) -> None:
         if self._active:
             if self._last_output is not None:
                 position = self._last_output
-            elif self._points is not None:
-                position = self._interpolate(self._last_now)[0]
             else:
-                position = self._hold
-            self._enter_hold(position, f"{what}: holding, trajectory dropped")
+                position = self._commanded_at(np.array([self._last_now]))[0]
+            self._enter_hold(position, f"{what}: holding, trajectory dropped", now)
         if self._explicit_hold_time is not None:
             self._explicit_hold_time = now
         self._last_accept = now if self._last_accept is not None else None
@@ -310,12 +317,29 @@ class ChunkExecutor:
         since = now - self._last_accept if self._last_accept is not None else float("nan")
         return f"watchdog: no valid chunk for {since:.2f} s ({why})"
 
+    def _ramp(self, start: np.ndarray, since: float, times: np.ndarray) -> np.ndarray:
+        """(K, D) ``start`` held: position dims constant, velocity dims decelerating to zero at
+        max_rate from ``since``."""
+        out = np.broadcast_to(start, (len(times), len(start))).copy()
+        elapsed = np.maximum(times - since, 0.0)[:, None]  # (K, 1)
+        v = start[self._is_velocity]
+        rate = self.gate.max_rate[self._is_velocity]
+        out[:, self._is_velocity] = np.sign(v) * np.maximum(np.abs(v) - rate * elapsed, 0.0)
+        return out
+
+    def _hold_at(self, times: np.ndarray) -> np.ndarray:
+        return self._ramp(self._hold, self._hold_since, times)
+
     def _commanded_at(self, times: np.ndarray) -> np.ndarray:
+        """(K, D) what is commanded at ``times`` if no new chunk arrives (ignoring the
+        watchdog deadline): the trajectory, then a hold of its last point."""
         if self._points is None:
-            return np.broadcast_to(self._hold, (len(times), len(self._hold))).copy()
+            return self._hold_at(times)
         values = self._interp_many(times)
         after_end = times > self._times[-1]
-        values[np.ix_(after_end, self._is_velocity)] = 0.0  # held: velocity dims stop
+        if after_end.any():
+            values[after_end] = self._ramp(self._points[-1], float(self._times[-1]),
+                                           times[after_end])
         return values
 
     def _interp_many(self, t: np.ndarray) -> np.ndarray:
@@ -378,7 +402,7 @@ class ChunkExecutor:
             keep = keep[times[keep] < t0 - SAME_TIME_S]
             prefix_t, prefix_p = times[keep], points[keep]
         elif t0 - now > SAME_TIME_S:
-            prefix_t, prefix_p = np.array([now]), self._hold[None]
+            prefix_t, prefix_p = np.array([now]), self._hold_at(np.array([now]))
         else:
             prefix_t, prefix_p = np.zeros(0), np.zeros((0, chunk.dim))
         self._times = np.concatenate([prefix_t, chunk.times()])
