@@ -150,8 +150,9 @@ class ChunkExecutor:
     # public API
 
     def reset(self) -> None:
-        """Forget the trajectory and become inactive (e.g. on handover to teleoperation)."""
-        with getattr(self, "_lock", threading.Lock()):
+        """Forget the trajectory, the hold and the clock and become inactive (e.g. on handover to
+        teleoperation; feed :meth:`set_measured` again before the next chunk). Counters stay."""
+        with self._lock:
             self._times: np.ndarray | None = None  # (K,) active trajectory, None when holding
             self._points: np.ndarray | None = None  # (K, D)
             self._hold: np.ndarray | None = None  # (D,) hold / start position at _hold_since
@@ -199,7 +200,9 @@ class ChunkExecutor:
             return result
 
     def command(self, now: float) -> Command:
-        """The setpoint at ``now`` (linear interpolation of the active trajectory)."""
+        """The setpoint at ``now`` (linear interpolation of the active trajectory). While
+        inactive, ``active=False`` and the positions are the measured start (or the limits'
+        clip of zero before any measurement): do not publish them."""
         with self._lock:
             now = self._tick(now)
             d = self.embodiment.action_dim
@@ -243,8 +246,8 @@ class ChunkExecutor:
 
     def hold(self, reason: str, now: float) -> None:
         """Freeze at the currently commanded position (velocity dimensions ramp down to zero at
-        their acceleration limit). Chunks computed
-        from observations before ``now`` are refused afterwards; a later one resumes."""
+        their acceleration limit). Chunks computed from observations before ``now`` are refused
+        afterwards; a later one resumes."""
         with self._lock:
             now = self._tick(now)
             self._explicit_hold_time = now
