@@ -29,15 +29,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         code_horizon=1, code_dims=5, block_size=5, chunk_size=8, state_dim=3, state_bins=16,
         steps=20, warmup_steps=2, batch_size=4, learning_rate=3e-3, bf16=False,
     ),
-    # ~2-3M parameters: the shipped default, trained on a laptop CPU. A PaliGemma-layout backbone
-    # (SigLIP tower + linear projector + Gemma LM) and a Gemma-style expert, both small. Paper's
-    # fine-tuning lr (2.5e-5) assumes pretrained weights; from scratch the tiny model needs more.
+    # ~1M parameters: the shipped default, trained on a shared 2-core CPU in ~20 min. A
+    # PaliGemma-layout backbone (SigLIP tower on 32x32 frames + projector + Gemma LM) and a
+    # Gemma-style expert. The paper's lr 2.5e-5 fine-tunes pretrained weights; from scratch
+    # the tiny model needs a larger one.
     "tiny": dict(
-        image_size=64, patch_size=8, vision_width=96, vision_layers=2, vision_heads=4,
-        vision_mlp=192, text_width=128, text_layers=2, text_heads=4, text_kv_heads=1,
-        text_head_dim=32, text_mlp=256, expert_width=128, expert_layers=3, expert_heads=4,
-        expert_kv_heads=1, expert_head_dim=32, expert_mlp=384, learning_rate=1e-3,
-        weight_decay=1e-4, warmup_steps=100, steps=3000, batch_size=32, bf16=False,
+        image_size=32, patch_size=8, vision_width=64, vision_layers=2, vision_heads=4,
+        vision_mlp=128, text_width=96, text_layers=2, text_heads=4, text_kv_heads=1,
+        text_head_dim=24, text_mlp=256, expert_width=96, expert_layers=3, expert_heads=4,
+        expert_kv_heads=1, expert_head_dim=24, expert_mlp=256, learning_rate=2e-3,
+        weight_decay=1e-4, warmup_steps=100, steps=2000, batch_size=16, bf16=False,
     ),
     # PaliGemma-3B (SigLIP So400m/14 at 224 + Gemma-2B) with a pi0-sized ~300M Gemma expert
     # (pi0's "gemma_300m": width 1024, 18 layers, 8 heads, 1 KV head, mlp 4096). Timing only.

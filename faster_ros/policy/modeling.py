@@ -127,7 +127,8 @@ class FASTerVLA(nn.Module):
         else:
             processor = PromptProcessor(config, build_word_tokenizer(config, words), state_low,
                                         state_high)
-            backbone = build_backbone(config, processor.vocab_size)
+            backbone = build_backbone(config, max(config.text_vocab_size,
+                                                  processor.vocab_size))
         return cls(config, backbone, processor, action_low, action_high, action_tokenizer,
                    tokenizer_ref)
 

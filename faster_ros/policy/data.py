@@ -1,0 +1,118 @@
+"""Training samples for FASTerVLA from :class:`faster_ros.data.Episode` lists.
+
+Conditioning window 1 step (FASTer A.2): sample (episode, t) = camera frame(s) at t, state at t,
+the episode's instruction, and the action chunk a_t .. a_{t+H-1} tokenised by FASTerVQ
+(``tok.encode`` then ``tok.codes_to_tokens``: the policy never reorders codes). Episodes come
+from ``faster_ros.data.read_episodes`` (LeRobot datasets, rosbag2 recordings, ...); this module
+does no file parsing of its own.
+
+Video decoding dominates CPU training, so frames are decoded once, resized to the model's input
+size and kept as uint8 arrays, optionally cached as ``.npy`` files (e.g. under ``runs/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from faster_ros.data.episode import Episode, chunk_windows
+from faster_ros.policy.processor import PromptProcessor
+
+
+def usable_episodes(episodes: Sequence[Episode], cameras: Sequence[str],
+                    chunk_size: int) -> list[Episode]:
+    """Episodes with state, every camera in ``cameras`` and at least one full chunk."""
+    return [ep for ep in episodes if ep.state is not None and len(ep) >= chunk_size
+            and all(c in ep.frames for c in cameras)]
+
+
+def episode_stats(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
+    """Per-dimension min / max of state and actions over ``episodes`` (training data)."""
+    states = np.concatenate([ep.state for ep in episodes])
+    actions = np.concatenate([ep.actions for ep in episodes])
+    return dict(state_low=states.min(0), state_high=states.max(0),
+                action_low=actions.min(0), action_high=actions.max(0))
+
+
+def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
+                  cache_dir: str | Path | None = None) -> np.ndarray:
+    """All frames of one camera, resized for the model: (T, S, S, 3) uint8, cached as .npy."""
+    s = processor.image_size
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha1(f"{ep.source}|{ep.name}|{camera}|{s}".encode()).hexdigest()[:16]
+        path = Path(cache_dir) / f"{key}.npy"
+        if path.is_file():
+            frames = np.load(path)
+            if frames.shape == (len(ep), s, s, 3):
+                return frames
+    src = ep.frames[camera]
+    frames = np.stack([processor.resize(src.get(i)) for i in range(len(ep))])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, frames)
+    return frames
+
+
+class PolicyDataset:
+    """(frame(s) at t, state at t, instruction, FASTerVQ tokens of a_t .. a_{t+H-1}) samples.
+
+    ``tokens`` (M, N) int64 are precomputed for all M windows; ``frames[camera][e]`` are the
+    cached (T, S, S, 3) uint8 frames of episode e."""
+
+    def __init__(self, episodes: Sequence[Episode], action_tokenizer: Any,
+                 processor: PromptProcessor, *, stride: int = 1,
+                 cache_dir: str | Path | None = None, instruction: str | None = None,
+                 encode_batch: int = 512):
+        cfg = processor.cfg
+        cameras = cfg.cameras or tuple(sorted(episodes[0].frames))[: cfg.num_cameras]
+        self.episodes = usable_episodes(episodes, cameras, cfg.chunk_size)
+        if not self.episodes:
+            raise ValueError(f"no episode has state, cameras {cameras} and {cfg.chunk_size} "
+                             f"steps")
+        self.processor, self.cameras, self.instruction = processor, tuple(cameras), instruction
+        self.index: list[tuple[int, int]] = []
+        windows = []
+        for e, ep in enumerate(self.episodes):
+            for t, chunk in chunk_windows(ep.actions, cfg.chunk_size, stride):
+                self.index.append((e, t))
+                windows.append(chunk)
+        actions = np.stack(windows).astype(np.float32)  # (M, H, D)
+        self.actions = actions
+        self.tokens = torch.cat([
+            action_tokenizer.codes_to_tokens(action_tokenizer.encode(
+                torch.as_tensor(actions[i: i + encode_batch])))
+            for i in range(0, len(actions), encode_batch)]).long()  # (M, N)
+        self.frames = {c: [cached_frames(ep, c, processor, cache_dir) for ep in self.episodes]
+                       for c in self.cameras}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def state(self, i: int) -> np.ndarray:
+        e, t = self.index[i]
+        return self.episodes[e].state[t]
+
+    def prompt(self, i: int) -> list[int]:
+        e, t = self.index[i]
+        ep = self.episodes[e]
+        text = self.instruction if self.instruction is not None else ep.instruction
+        return self.processor.prompt_ids(text, ep.state[t])
+
+    def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Batch of samples -> pixels (B, n_cam, 3, S, S), input_ids / text_valid (B, L),
+        tokens (B, N)."""
+        frames = np.stack([
+            np.stack([self.frames[c][self.index[i][0]][self.index[i][1]] for c in self.cameras])
+            for i in indices])  # (B, n_cam, S, S, 3)
+        ids, valid = self.processor.pad([self.prompt(i) for i in indices])
+        return dict(pixels=PromptProcessor.normalize(frames), input_ids=ids, text_valid=valid,
+                    tokens=self.tokens[list(indices)])
+
+    def sample(self, batch_size: int, generator: np.random.Generator) -> dict[str, torch.Tensor]:
+        return self.collate(generator.integers(0, len(self), batch_size).tolist())

@@ -1,0 +1,238 @@
+"""Train FASTerVLA with teacher forcing and the BAR loss (FASTer section 3.2, A.2).
+
+    python -m faster_ros.policy.train --data /work/shared/data/g1_inspire \
+        --tokenizer g1_inspire_vq --preset tiny --out models/g1_inspire_vla
+    torchrun --nproc_per_node 8 -m faster_ros.policy.train ...   # DDP, one process per GPU
+
+AdamW (betas 0.9 / 0.95), cosine schedule with linear warm-up, gradient clipping, bf16 autocast
+where the device supports it, a tqdm progress bar, checkpoints (``<run-dir>/checkpoint.pt``:
+weights, optimiser, schedule, step, RNG) and ``--resume``. Held-out episodes are the action
+tokenizer's (its ``config.provenance``) and are never trained on. The data source can be a
+LeRobot dataset or a rosbag2 recording: anything ``faster_ros.data.read_episodes`` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from faster_ros.policy.configuration import PRESETS, FASTerVLAConfig
+from faster_ros.policy.data import PolicyDataset, episode_stats, usable_episodes
+from faster_ros.policy.modeling import FASTerVLA
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="faster_ros.policy.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset: LeRobot dir, rosbag2 dir/file, ...")
+    p.add_argument("--tokenizer", required=True, help="FASTerVQ dir or shipped model name")
+    p.add_argument("--out", required=True, help="directory of the final save_pretrained")
+    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    p.add_argument("--backbone-path", default="", help="local VLM checkpoint (pretrained)")
+    p.add_argument("--cameras", nargs="*", default=None, help="camera names (default: first)")
+    p.add_argument("--instruction", default=None, help="override the episodes' instruction")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None, help="per process")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--stride", type=int, default=1, help="window stride within episodes")
+    p.add_argument("--run-dir", default=None, help="checkpoints (default runs/<out name>)")
+    p.add_argument("--cache-dir", default="runs/frame_cache", help="resized-frame .npy cache")
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def heldout_names(tokenizer: Any) -> set[str]:
+    """Episode names (the part after the last "/") the action tokenizer held out: every
+    ``heldout_episodes`` list found in its ``config.provenance``. Matching on the episode part
+    lets a tokenizer trained on another export of the same dataset (npz vs LeRobot) be used."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("heldout_episodes", "heldout") and isinstance(value, list):
+                    found.update(str(n).rsplit("/", 1)[-1] for n in value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(getattr(tokenizer.config, "provenance", {}) or {})
+    return found
+
+
+def split_by_tokenizer(episodes: list, tokenizer: Any) -> tuple[list, list]:
+    """(train, held-out) episodes, held out exactly as the action tokenizer did."""
+    held = heldout_names(tokenizer)
+    if not held:
+        raise ValueError("the action tokenizer records no held-out episodes in its provenance")
+    is_held = [ep.name.rsplit("/", 1)[-1] in held for ep in episodes]
+    return ([ep for ep, h in zip(episodes, is_held) if not h],
+            [ep for ep, h in zip(episodes, is_held) if h])
+
+
+def lr_lambda(cfg: FASTerVLAConfig, steps: int):
+    """Linear warm-up then cosine decay to ``min_lr_ratio`` (multiplier of the base lr)."""
+    warm = min(cfg.warmup_steps, max(steps // 10, 1))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = min((step - warm) / max(steps - warm, 1), 1.0)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi *
+                                                                               progress))
+    return f
+
+
+def _autocast(cfg: FASTerVLAConfig, device: torch.device):
+    ok = cfg.bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=ok)
+
+
+def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device(device)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return rank, world, torch.device("cuda", local)
+    dist.init_process_group("gloo")
+    return rank, world, torch.device(device)
+
+
+def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> FASTerVLA:
+    overrides: dict[str, Any] = {"seed": args.seed}
+    for key, value in (("steps", args.steps), ("batch_size", args.batch_size),
+                       ("learning_rate", args.lr), ("block_size", args.block_size)):
+        if value is not None:
+            overrides[key] = value
+    if args.backbone_path:
+        overrides["backbone_path"] = args.backbone_path
+    cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
+    ep0 = train_eps[0]
+    cfg = FASTerVLAConfig.from_tokenizer(args.preset, tokenizer.config, cameras=tuple(cams),
+                                         num_cameras=len(cams), state_dim=ep0.state.shape[1],
+                                         **overrides)
+    stats = episode_stats(usable_episodes(train_eps, cams, cfg.chunk_size))
+    instructions = sorted({ep.instruction for ep in train_eps if ep.instruction})
+    torch.manual_seed(args.seed)
+    return FASTerVLA.build(cfg, words=instructions, action_tokenizer=tokenizer,
+                           tokenizer_ref=tokenizer_reference(args.tokenizer), **stats)
+
+
+def tokenizer_reference(name_or_path: str) -> str:
+    """A shipped tokenizer is referenced by name (portable), anything else by absolute path."""
+    from faster_ros.paths import data_dir
+
+    path = Path(name_or_path)
+    if not path.is_dir():
+        return name_or_path
+    try:
+        models = data_dir("models").resolve()
+        if path.resolve().parent == models:
+            return path.resolve().name
+    except FileNotFoundError:
+        pass
+    return str(path.resolve())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    rank, world, device = _setup_distributed(args.device)
+    from faster_ros.data import read_episodes
+    from faster_ros.tokenizer import FASTerVQ
+
+    tokenizer = FASTerVQ.load(args.tokenizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # episodes without video are reported by the reader
+        episodes = read_episodes(args.data)
+    train_eps, held_eps = split_by_tokenizer(episodes, tokenizer)
+    run_dir = Path(args.run_dir or Path("runs") / Path(args.out).name)
+    ckpt_path = run_dir / "checkpoint.pt"
+    model = build_policy(args, tokenizer, train_eps)
+    cfg = model.config
+    dataset = PolicyDataset(train_eps, tokenizer, model.processor, stride=args.stride,
+                            cache_dir=args.cache_dir, instruction=args.instruction)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=cfg.betas,
+                            weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, cfg.steps))
+    step, elapsed = 0, 0.0
+    rng = np.random.default_rng(args.seed + 1000 * rank)
+    if args.resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        step, elapsed = ckpt["step"], ckpt["elapsed_s"]
+        rng.bit_generator.state = ckpt["rng"][rank] if rank < len(ckpt["rng"]) else \
+            rng.bit_generator.state
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if rank == 0:
+        params = model.num_parameters()
+        print(f"FASTerVLA {args.preset}: {params['total'] / 1e6:.2f}M params (expert "
+              f"{params['expert'] / 1e6:.2f}M), {len(dataset)} samples from "
+              f"{len(dataset.episodes)} episodes, {len(held_eps)} held out, N="
+              f"{cfg.tokens_per_chunk} tokens, B={cfg.block_size}", flush=True)
+    bar = tqdm(total=cfg.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
+    start = time.perf_counter() - elapsed
+    metrics: dict[str, float] = {}
+    while step < cfg.steps:
+        batch = {k: v.to(device) for k, v in dataset.sample(cfg.batch_size, rng).items()}
+        with _autocast(cfg, device):
+            loss, metrics = net(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", acc=f"{metrics['token_acc']:.3f}",
+                        lr=f"{sched.get_last_lr()[0]:.1e}")
+        if rank == 0 and (step % args.checkpoint_every == 0 or step == cfg.steps):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict(),
+                            scheduler=sched.state_dict(), step=step,
+                            elapsed_s=time.perf_counter() - start,
+                            rng=[rng.bit_generator.state]), ckpt_path)
+    bar.close()
+    if rank == 0:
+        wall = time.perf_counter() - start
+        model.provenance = dict(
+            data=str(args.data), steps=step, wall_time_s=round(wall, 1),
+            batch_size=cfg.batch_size * world, processes=world, device=str(device),
+            train_episodes=[ep.name for ep in dataset.episodes],
+            heldout_episodes=[ep.name for ep in held_eps], final_metrics=metrics,
+            instruction=args.instruction or train_eps[0].instruction,
+            command="python -m faster_ros.policy.train " + " ".join(sys.argv[1:]
+                                                                     if argv is None
+                                                                     else argv))
+        model.save_pretrained(args.out)
+        print(f"saved {args.out} after {step} steps, {wall / 60:.1f} min", flush=True)
+    if world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""Training entry point (data -> BAR teacher forcing -> checkpoint / resume -> save) and the
+offline evaluation, on synthetic episodes with a stand-in action tokenizer."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from policy_helpers import FakeTokenizer
+
+import faster_ros.data
+import faster_ros.tokenizer
+from faster_ros.data.episode import ArrayFrames, Episode
+from faster_ros.policy import FASTerVLA, FASTerVLAConfig
+from faster_ros.policy import train as train_mod
+from faster_ros.policy.evaluate import evaluate
+
+
+class EncodingTokenizer(FakeTokenizer):
+    """FakeTokenizer plus encode (bins the first N values of the chunk) and a provenance."""
+
+    def __init__(self, cfg, heldout):
+        super().__init__(cfg)
+        self.config.provenance = {"data": [{"heldout_episodes": heldout}]}
+
+    def encode(self, actions):
+        c = self.config
+        flat = torch.as_tensor(actions).flatten(1)[:, : c.tokens_per_chunk]
+        codes = (flat.clamp(0, 0.999) * c.codebook_size).long()
+        return codes.view(-1, c.codebooks, c.code_horizon, c.code_dims)
+
+
+def synthetic_episodes(n=4, steps=24, dim=4):
+    rng = np.random.default_rng(0)
+    eps = []
+    for i in range(n):
+        t = np.linspace(0, 1, steps)[:, None]
+        actions = (0.5 + 0.4 * np.sin(3 * t + i + np.arange(dim))).astype(np.float32)
+        frames = ArrayFrames(rng.integers(0, 255, (steps, 20, 24, 3), dtype=np.uint8))
+        eps.append(Episode(name=f"toy/episode_{i:06d}", fps=10.0, actions=actions,
+                           action_names=tuple(f"j{k}" for k in range(dim)),
+                           state=actions, state_names=tuple(f"s{k}" for k in range(dim)),
+                           instruction="pick up the cup", frames={"head": frames}))
+    return eps
+
+
+@pytest.fixture
+def toy_setup(monkeypatch):
+    cfg = FASTerVLAConfig.preset("debug", action_dim=4, state_dim=4)
+    tok = EncodingTokenizer(cfg, ["other_export/episode_000003"])
+    tok.config.action_dim = 4
+    monkeypatch.setattr(faster_ros.data, "read_episodes", lambda source: synthetic_episodes())
+    monkeypatch.setattr(faster_ros.tokenizer, "FASTerVQ", SimpleNamespace(load=lambda p: tok))
+    return tok
+
+
+def test_train_checkpoint_resume_and_save(tmp_path, toy_setup):
+    out, run = tmp_path / "model", tmp_path / "run"
+    common = ["--data", "toy", "--tokenizer", "toy_vq", "--out", str(out), "--run-dir",
+              str(run), "--preset", "debug", "--batch-size", "4", "--cache-dir",
+              str(tmp_path / "cache"), "--checkpoint-every", "2"]
+    assert train_mod.main([*common, "--steps", "4"]) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 4
+    assert train_mod.main([*common, "--steps", "6", "--resume"]) == 0
+    meta = json.loads((out / "policy.json").read_text())
+    assert meta["provenance"]["steps"] == 6
+    assert meta["provenance"]["heldout_episodes"] == ["toy/episode_000003"]
+    assert "toy/episode_000003" not in meta["provenance"]["train_episodes"]
+    model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
+    metrics = evaluate(model, synthetic_episodes()[3:], stride=4, groups={"all": [0, 1, 2, 3]})
+    assert metrics["windows"] == 5 and metrics["passes_per_chunk"] == 2
+    for name in ("policy", "hold_state", "hold_last_action", "tokenizer_oracle"):
+        assert set(metrics[name]) == {"mae", "mae@1", "mae@5", "mae_all"}
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = FASTerVLAConfig.preset("debug", warmup_steps=10, min_lr_ratio=0.1)
+    f = train_mod.lr_lambda(cfg, 100)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(100) == pytest.approx(0.1)
+    assert all(f(s) >= f(s + 1) for s in range(10, 100))
