@@ -77,15 +77,22 @@ def check_commands(emb, rec) -> dict:
         values = np.stack([conv.command_values(group, m) for _, m in msgs])
         assert np.isfinite(values).all(), f"non-finite command on {group.topic}"
         assert np.all(values >= lo - tol) and np.all(values <= hi + tol), group.topic
+        idx = list(group.indices)
         if group.kind != "forward_command":  # Float64MultiArray carries no stamp
             stamps = np.array([conv.to_sec(m.header.stamp) for _, m in msgs])
             assert np.all(np.diff(stamps) > 0), f"stamps not strictly increasing on {group.topic}"
-        bound = emb.seam_bound[list(group.indices)]
+            gaps = np.diff(stamps)[:, None]
+        else:
+            gaps = np.diff([t for t, _ in msgs])[:, None]
+        # a step between consecutive commands is bounded by the configured seam bound, or by what
+        # the speed limit allows in the time between them if that is larger (that is motion, not
+        # a discontinuity; timers on a loaded machine fire late)
+        bound = np.maximum(emb.seam_bound[idx][None, :], emb.max_rate[idx][None, :] * gaps)
         steps = np.abs(np.diff(values, axis=0))
         ratio = (steps / bound).max(initial=0.0)
-        assert ratio <= 1.0 + tol, (
+        assert ratio <= 1.0 + 1e-3, (
             f"{group.topic}: a command step of {steps.max():.4f} exceeds the seam bound "
-            f"{bound.tolist()}")
+            f"{emb.seam_bound[idx].tolist()} and the rate limit")
         figures[group.name] = (len(msgs), float(ratio))
     return figures
 

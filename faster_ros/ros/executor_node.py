@@ -156,6 +156,8 @@ class ChunkExecutorNode(Node):
 
     def _publish_commands(self, now: float) -> None:
         cmd = self._core.command(now)
+        if not cmd.active:
+            return  # before the first chunk the robot's own controller holds; do not fight it
         if not self._publishable(cmd.positions, cmd.velocities):
             self._core.hold("executor: refused a non-finite or out-of-limit command", now)
             cmd = self._core.command(now)
