@@ -36,7 +36,14 @@ def run_demo(embodiment: str = "g1_inspire", bag: str | None = None, duration_s:
     console = Console()
     emb = load_embodiment(embodiment)
     model = model or emb.policy.model
-    model_path(model)  # fail early with a clear message if the model is missing
+    try:
+        model_path(model)
+    except FileNotFoundError as exc:
+        if model != emb.policy.model:
+            raise  # a model the user asked for must exist
+        console.print(f"[bold yellow]the shipped policy is not available ({exc}); running the "
+                      "stack with the scripted builtin:wave policy instead (not a learned policy)")
+        model = "builtin:wave"
     source = bag if bag is not None else (str(DEFAULT_BAG) if DEFAULT_BAG.exists() else "")
     if not source:
         console.print(f"[yellow]no bag at {DEFAULT_BAG}: the mock robot generates frames")
