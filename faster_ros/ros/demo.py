@@ -68,6 +68,7 @@ def run_demo(embodiment: str = "g1_inspire", bag: str | None = None, duration_s:
         rec = monitor.rec
         monitor.destroy_node()
         rclpy.try_shutdown()
+    console.print()
     report = demo_report(emb, rec, model, source, duration_s)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_demo(emb, rec, out / "report.png")

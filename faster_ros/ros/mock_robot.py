@@ -127,11 +127,13 @@ class MockRobotNode(Node):
     def _init_from_bag(self) -> None:
         """Start the simulated state at the bag's first joint states."""
         joint_index = self._emb.position_joint_indices
-        for item in self._player.messages:
+        seen: set[str] = set()
+        for item in self._player.messages:  # in bag order: the first sample of each joint wins
             if isinstance(item.msg, JointState):
                 for name, value in zip(item.msg.name, item.msg.position):
-                    if name in joint_index:
+                    if name in joint_index and name not in seen:
                         self._x[joint_index[name]] = value
+                        seen.add(name)
         self._target = self._x.copy()
 
     def _camera_timer(self, cam):
