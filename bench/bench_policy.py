@@ -82,7 +82,9 @@ def main() -> None:
                    help="real-size presets (default: smolvlm-500m on CPU, both on CUDA)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per mode (tiny)")
     p.add_argument("--real-repeats", type=int, default=1, help="timed runs per mode (real)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a shared CPU, OpenMP barriers of small "
+                        "ops dominate with more; 0 keeps torch's default)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,14 +21,14 @@ import numpy as np
 import torch
 
 from faster_ros.data.episode import Episode, chunk_windows
-from faster_ros.policy.processor import PromptProcessor
+from faster_ros.policy.processor import PromptProcessor, find_camera
 
 
 def usable_episodes(episodes: Sequence[Episode], cameras: Sequence[str],
                     chunk_size: int) -> list[Episode]:
     """Episodes with state, every camera in ``cameras`` and at least one full chunk."""
     return [ep for ep in episodes if ep.state is not None and len(ep) >= chunk_size
-            and all(c in ep.frames for c in cameras)]
+            and all(find_camera(ep.frames, c) is not None for c in cameras)]
 
 
 def episode_stats(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
@@ -43,6 +43,7 @@ def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
                   cache_dir: str | Path | None = None) -> np.ndarray:
     """All frames of one camera, resized for the model: (T, S, S, 3) uint8, cached as .npy."""
     s = processor.image_size
+    camera = find_camera(ep.frames, camera)
     path = None
     if cache_dir is not None:
         key = hashlib.sha1(f"{ep.source}|{ep.name}|{camera}|{s}".encode()).hexdigest()[:16]

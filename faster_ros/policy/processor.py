@@ -70,6 +70,18 @@ def build_word_tokenizer(cfg: FASTerVLAConfig, words: Iterable[str] = ()) -> (
     return fast
 
 
+def find_camera(available: Iterable[str], name: str) -> str | None:
+    """The key of camera ``name`` in ``available``: the exact name, else the key whose last
+    dotted part matches (LeRobot's ``observation.images.cam_high`` is the robot's ``cam_high``).
+    """
+    available = list(available)
+    if name in available:
+        return name
+    short = name.rsplit(".", 1)[-1]
+    matches = [k for k in available if k.rsplit(".", 1)[-1] == short]
+    return matches[0] if len(matches) == 1 else None
+
+
 class PromptProcessor:
     """Observation -> backbone inputs: ``pixels (n_cam, 3, S, S)`` and prompt token ids.
 
@@ -127,13 +139,15 @@ class PromptProcessor:
         return x.movedim(-1, -3)
 
     def select_cameras(self, images: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """The model's cameras, in order, from an observation's ``images`` mapping."""
+        """The model's cameras, in order, from an observation's ``images`` mapping (names
+        matched by :func:`find_camera`)."""
         names = self.cfg.cameras or tuple(sorted(images))[: self.cfg.num_cameras]
-        missing = [n for n in names if n not in images]
-        if missing or len(names) != self.cfg.num_cameras:
-            raise ValueError(f"observation lacks camera {missing[0] if missing else names!r}; "
-                             f"the model needs {self.cfg.num_cameras}: {names}")
-        return [images[n] for n in names]
+        keys = [find_camera(images, n) for n in names]
+        if None in keys or len(names) != self.cfg.num_cameras:
+            missing = names[keys.index(None)] if None in keys else names
+            raise ValueError(f"observation lacks camera {missing!r}; the model needs "
+                             f"{self.cfg.num_cameras}: {names} (got {sorted(images)})")
+        return [images[k] for k in keys]
 
     # ------------------------------------------------------------------ text
     def state_bins(self, state: np.ndarray) -> np.ndarray:

@@ -54,6 +54,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: on a shared CPU, multi-threaded ops of a "
+                        "tiny model stall on OpenMP barriers; 0 keeps torch's default)")
     return p.parse_args(argv)
 
 
@@ -128,6 +131,7 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
     if args.backbone_path:
         overrides["backbone_path"] = args.backbone_path
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
+    cams = [c.rsplit(".", 1)[-1] for c in cams]  # observation.images.cam_high -> cam_high
     ep0 = train_eps[0]
     cfg = FASTerVLAConfig.from_tokenizer(args.preset, tokenizer.config, cameras=tuple(cams),
                                          num_cameras=len(cams), state_dim=ep0.state.shape[1],
@@ -157,6 +161,8 @@ def tokenizer_reference(name_or_path: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rank, world, device = _setup_distributed(args.device)
     from faster_ros.data import read_episodes
     from faster_ros.tokenizer import FASTerVQ
