@@ -89,7 +89,6 @@ def test_invalid_control_token_is_reported_not_decoded():
     out = model.predict_action_chunk(obs, greedy=True)  # masking on: still valid
     assert out.ok and out.actions is not None
     model.config = model.config.replace(mask_invalid=False)
-    model.decoder.expert.cfg = model.config
     out = model.predict_action_chunk(obs, greedy=True)
     assert not out.ok and out.actions is None and out.codes is None
     assert out.num_invalid == model.config.tokens_per_chunk

@@ -113,3 +113,15 @@ def test_training_step_reduces_loss_on_tiny_batch():
         opt.step()
         losses.append(metrics["loss"])
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_runtime_api_set_decoding_and_action_spec():
+    model = tiny_policy()
+    assert model.action_spec == (4, model.config.chunk_size)
+    model.set_decoding(greedy=True, top_k=3)
+    assert model.config.greedy and model.config.top_k == 3
+    obs = fake_observation(model.config)
+    a, b = model.predict_action_chunk(obs), model.predict_action_chunk(obs)
+    assert np.array_equal(a.tokens, b.tokens)  # greedy: deterministic
+    with pytest.raises(ValueError, match="block_size"):
+        model.set_decoding(block_size=1000)

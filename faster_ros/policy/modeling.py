@@ -111,6 +111,17 @@ class FASTerVLA(nn.Module):
         self.provenance: dict[str, Any] = {}
         self._generator: torch.Generator | None = None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "action_tokenizer":  # kept out of the module tree: saved by reference only
+            object.__setattr__(self, "_action_tokenizer", (value,))
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def action_tokenizer(self) -> Any:
+        """The FASTerVQ tokenizer (not a submodule: not in this model's weights)."""
+        return self.__dict__.get("_action_tokenizer", (None,))[0]
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def build(cls, config: FASTerVLAConfig, *, state_low: np.ndarray, state_high: np.ndarray,
@@ -204,6 +215,19 @@ class FASTerVLA(nn.Module):
         return loss, metrics
 
     # ------------------------------------------------------------------ inference
+    @property
+    def action_spec(self) -> tuple[int, int]:
+        """(action_dim, chunk_size) of the chunks this policy outputs."""
+        return self.config.action_dim, self.config.chunk_size
+
+    def set_decoding(self, *, greedy: bool | None = None, top_k: int | None = None,
+                     temperature: float | None = None, block_size: int | None = None) -> None:
+        """Change the inference settings (validated like the config)."""
+        changes = dict(greedy=greedy, top_k=top_k, temperature=temperature,
+                       block_size=block_size)
+        self.config = self.config.replace(**{k: v for k, v in changes.items() if v is not None})
+        self.expert.cfg = self.config
+
     def reset(self, seed: int | None = None) -> None:
         """Start a new episode: re-seed the sampler (no other state is kept between calls)."""
         self._generator = None
@@ -306,13 +330,19 @@ class FASTerVLA(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, *, action_tokenizer: Any = None,
+                        tokenizer: str | os.PathLike | None = None,
                         device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None) -> FASTerVLA:
-        """Load a saved policy (a directory or a shipped model name under ``models/``). The
-        action tokenizer is loaded from the saved reference unless one is passed."""
+        """Load a saved policy (a directory or a shipped model name under ``models/``).
+
+        The FASTerVQ tokenizer is ``action_tokenizer`` (an object), else loaded from
+        ``tokenizer`` (a directory or shipped name), else from the reference saved with the
+        policy (``policy.json``)."""
         from faster_ros.paths import model_path
 
         directory = model_path(directory)
+        if action_tokenizer is None and tokenizer:
+            action_tokenizer = load_action_tokenizer(str(tokenizer), Path.cwd())
         config = FASTerVLAConfig.load(directory / CONFIG_FILE)
         meta = json.loads((directory / POLICY_FILE).read_text())
         processor = PromptProcessor.load(directory, config)

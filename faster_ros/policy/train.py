@@ -40,6 +40,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--tokenizer", required=True, help="FASTerVQ dir or shipped model name")
     p.add_argument("--out", required=True, help="directory of the final save_pretrained")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
+    p.add_argument("--embodiment", default=None,
+                   help="config/<name>.yaml: BAR block size and camera names from it")
     p.add_argument("--backbone-path", default="", help="local VLM checkpoint (pretrained)")
     p.add_argument("--cameras", nargs="*", default=None, help="camera names (default: first)")
     p.add_argument("--instruction", default=None, help="override the episodes' instruction")
@@ -131,6 +133,12 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
     if args.backbone_path:
         overrides["backbone_path"] = args.backbone_path
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
+    if args.embodiment:
+        from faster_ros.embodiment import load_embodiment
+
+        emb = load_embodiment(args.embodiment)
+        overrides.setdefault("block_size", emb.policy.block_size)
+        cams = args.cameras or [c.name for c in emb.cameras]
     cams = [c.rsplit(".", 1)[-1] for c in cams]  # observation.images.cam_high -> cam_high
     ep0 = train_eps[0]
     cfg = FASTerVLAConfig.from_tokenizer(args.preset, tokenizer.config, cameras=tuple(cams),
