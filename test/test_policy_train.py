@@ -80,3 +80,28 @@ def test_lr_schedule_warmup_then_cosine():
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(100) == pytest.approx(0.1)
     assert all(f(s) >= f(s + 1) for s in range(10, 100))
+
+
+BAG = "/work/shared/data/bags/g1_inspire_ep1_db3"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir(BAG), reason="shared G1 bag not present")
+def test_dataset_from_rosbag2_recording(tmp_path):
+    from faster_ros.data import read_episodes
+    from faster_ros.policy.data import PolicyDataset
+    from faster_ros.policy.modeling import FASTerVLA
+
+    episodes = read_episodes(BAG)
+    cfg = FASTerVLAConfig.preset("debug", action_dim=26, state_dim=26, chunk_size=32,
+                                 cameras=("cam_high",))
+    model = FASTerVLA.build(cfg, state_low=episodes[0].state.min(0),
+                            state_high=episodes[0].state.max(0))
+    tok = EncodingTokenizer(cfg, [])
+    data = PolicyDataset(episodes, tok, model.processor, stride=60, cache_dir=tmp_path,
+                         instruction="pick up the yellow bottle")
+    assert len(data) == (len(episodes[0]) - 32) // 60 + 1
+    batch = data.collate([0, 1])
+    assert batch["pixels"].shape == (2, 1, 3, cfg.image_size, cfg.image_size)
+    assert batch["tokens"].shape == (2, cfg.tokens_per_chunk)
+    loss, _ = model(batch)
+    assert torch.isfinite(loss)
