@@ -99,21 +99,41 @@ class PolicyDataset:
         e, t = self.index[i]
         return self.episodes[e].state[t]
 
-    def prompt(self, i: int) -> list[int]:
+    def prompt(self, i: int, jitter: np.ndarray | None = None) -> list[int]:
         e, t = self.index[i]
         ep = self.episodes[e]
         text = self.instruction if self.instruction is not None else ep.instruction
-        return self.processor.prompt_ids(text, ep.state[t])
+        return self.processor.prompt_ids(text, ep.state[t], jitter)
 
-    def collate(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+    def collate(self, indices: Sequence[int], rng: np.random.Generator | None = None
+                ) -> dict[str, torch.Tensor]:
         """Batch of samples -> pixels (B, n_cam, 3, S, S), input_ids / text_valid (B, L),
-        tokens (B, N)."""
+        tokens (B, N). With ``rng``: training augmentation (:meth:`augment`)."""
         frames = np.stack([
             np.stack([self.frames[c][self.index[i][0]][self.index[i][1]] for c in self.cameras])
             for i in indices])  # (B, n_cam, S, S, 3)
-        ids, valid = self.processor.pad([self.prompt(i) for i in indices])
+        jitters: list[np.ndarray | None] = [None] * len(indices)
+        if rng is not None:
+            frames, jitters = self.augment(frames, rng)
+        ids, valid = self.processor.pad([self.prompt(i, j) for i, j in zip(indices, jitters)])
         return dict(pixels=PromptProcessor.normalize(frames), input_ids=ids, text_valid=valid,
                     tokens=self.tokens[list(indices)])
 
-    def sample(self, batch_size: int, generator: np.random.Generator) -> dict[str, torch.Tensor]:
-        return self.collate(generator.integers(0, len(self), batch_size).tolist())
+    def augment(self, frames: np.ndarray, rng: np.random.Generator,
+                shift: int = 2, state_jitter: float = 1.5) -> tuple[np.ndarray, list]:
+        """Random image translation by up to ``shift`` pixels (edge padding) and a uniform
+        +-``state_jitter``-bin perturbation of every state value before discretisation."""
+        b, n, s = frames.shape[:3]
+        padded = np.pad(frames, ((0, 0), (0, 0), (shift, shift), (shift, shift), (0, 0)),
+                        mode="edge")
+        out = np.empty_like(frames)
+        for i in range(b):
+            dy, dx = rng.integers(0, 2 * shift + 1, 2)
+            out[i] = padded[i, :, dy: dy + s, dx: dx + s]
+        dim = self.processor.cfg.state_dim
+        return out, [rng.uniform(-state_jitter, state_jitter, dim) for _ in range(b)]
+
+    def sample(self, batch_size: int, generator: np.random.Generator,
+               augment: bool = False) -> dict[str, torch.Tensor]:
+        indices = generator.integers(0, len(self), batch_size).tolist()
+        return self.collate(indices, generator if augment else None)

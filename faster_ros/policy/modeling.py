@@ -48,7 +48,11 @@ from faster_ros.policy.decoding import (
 )
 from faster_ros.policy.expert import ActionExpert
 from faster_ros.policy.masks import block_causal_mask
-from faster_ros.policy.processor import PromptProcessor, build_word_tokenizer
+from faster_ros.policy.processor import (
+    PromptProcessor,
+    build_word_tokenizer,
+    numeral_embeddings,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -140,6 +144,10 @@ class FASTerVLA(nn.Module):
                                         state_high)
             backbone = build_backbone(config, max(config.text_vocab_size,
                                                   processor.vocab_size))
+            weight = backbone.embedding.weight
+            with torch.no_grad():
+                weight[processor.state_bin_ids()] = numeral_embeddings(
+                    config.state_bins, weight.shape[1], float(weight.std()))
         return cls(config, backbone, processor, action_low, action_high, action_tokenizer,
                    tokenizer_ref)
 

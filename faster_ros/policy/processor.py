@@ -82,6 +82,19 @@ def find_camera(available: Iterable[str], name: str) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def numeral_embeddings(count: int, width: int, std: float) -> torch.Tensor:
+    """(count, width) sinusoidal codes of the integers 0..count-1 (periods from 4 to 4 * count,
+    geometric), scaled to ``std``: the initial embeddings of the state-bin tokens of a
+    from-scratch vocabulary, so that neighbouring bins start out similar (a pretrained LM
+    already knows its numerals)."""
+    half = width // 2
+    periods = 4.0 * count ** (torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
+    angles = torch.arange(count, dtype=torch.float64)[:, None] * (2 * np.pi / periods)
+    codes = torch.cat([angles.sin(), angles.cos()], dim=1)
+    codes = torch.cat([codes, torch.zeros(count, width - codes.shape[1])], dim=1)
+    return (codes / codes.std() * std).float()
+
+
 class PromptProcessor:
     """Observation -> backbone inputs: ``pixels (n_cam, 3, S, S)`` and prompt token ids.
 
@@ -150,7 +163,7 @@ class PromptProcessor:
         return [images[k] for k in keys]
 
     # ------------------------------------------------------------------ text
-    def state_bins(self, state: np.ndarray) -> np.ndarray:
+    def state_bins(self, state: np.ndarray, jitter: np.ndarray | None = None) -> np.ndarray:
         """(..., S) state -> (..., S) int64 bins in 0..state_bins-1 (clipped to the range)."""
         state = np.asarray(state, dtype=np.float64)
         if state.shape[-1] != self.cfg.state_dim:
@@ -158,19 +171,29 @@ class PromptProcessor:
                              f"{state.shape[-1]}")
         span = np.maximum(self.state_high - self.state_low, 1e-8)
         unit = (state - self.state_low) / span
-        bins = np.floor(unit * self.cfg.state_bins).astype(np.int64)
+        bins = unit * self.cfg.state_bins + (0.0 if jitter is None else jitter)
+        bins = np.floor(bins).astype(np.int64)
         return np.clip(bins, 0, self.cfg.state_bins - 1)
 
-    def prompt_text(self, instruction: str, state: np.ndarray) -> str:
-        bins = " ".join(str(b) for b in self.state_bins(state))
+    def state_bin_ids(self) -> list[int]:
+        """Vocabulary ids of the state-bin tokens "0" .. str(state_bins - 1)."""
+        return self.text.convert_tokens_to_ids([str(b) for b in range(self.cfg.state_bins)])
+
+    def prompt_text(self, instruction: str, state: np.ndarray, jitter: np.ndarray | None = None
+                    ) -> str:
+        """``jitter`` (S,) in bins is added before rounding (training augmentation)."""
+        bins = self.state_bins(state, jitter)
+        bins = " ".join(str(b) for b in bins)
         return f"{instruction.strip()} state {bins} ;"
 
-    def prompt_ids(self, instruction: str, state: np.ndarray) -> list[int]:
+    def prompt_ids(self, instruction: str, state: np.ndarray,
+                   jitter: np.ndarray | None = None) -> list[int]:
         """Token ids of ``<bos> instruction state bins ;`` (instruction cut to
         ``max_text_tokens``)."""
         words = self.text(instruction.strip(), add_special_tokens=False)["input_ids"]
         words = words[: self.cfg.max_text_tokens]
-        rest = self.text(self.prompt_text("", state), add_special_tokens=False)["input_ids"]
+        rest = self.text(self.prompt_text("", state, jitter),
+                         add_special_tokens=False)["input_ids"]
         head = [self.bos_id] if self.bos_id is not None else []
         return head + list(words) + list(rest)
 

@@ -56,6 +56,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-augment", action="store_true",
+                   help="no image shift / state-bin jitter augmentation")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: on a shared CPU, multi-threaded ops of a "
                         "tiny model stall on OpenMP barriers; 0 keeps torch's default)")
@@ -211,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter() - elapsed
     metrics: dict[str, float] = {}
     while step < cfg.steps:
-        batch = {k: v.to(device) for k, v in dataset.sample(cfg.batch_size, rng).items()}
+        batch = dataset.sample(cfg.batch_size, rng, augment=not args.no_augment)
+        batch = {k: v.to(device) for k, v in batch.items()}
         with _autocast(cfg, device):
             loss, metrics = net(batch)
         opt.zero_grad(set_to_none=True)
