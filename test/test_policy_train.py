@@ -74,6 +74,25 @@ def test_train_checkpoint_resume_and_save(tmp_path, toy_setup):
         assert set(metrics[name]) == {"mae", "mae@1", "mae@5", "mae_all"}
 
 
+def test_relative_to_state_policy_adds_the_state_back(tmp_path, toy_setup):
+    toy_setup.config.provenance["relative_to_state"] = True
+    out = tmp_path / "model"
+    assert train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(out),
+                           "--run-dir", str(tmp_path / "run"), "--preset", "debug",
+                           "--steps", "2", "--batch-size", "4", "--cache-dir",
+                           str(tmp_path / "cache")]) == 0
+    model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
+    assert model.config.relative_to_state
+    tokens = torch.zeros(2, model.config.tokens_per_chunk, dtype=torch.long)
+    state = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]])
+    _, actions = model.tokens_to_actions(tokens, state)  # the toy codec decodes 0 to 0
+    np.testing.assert_allclose(actions, np.clip(np.broadcast_to(state[:, None], actions.shape),
+                                                model.action_low.numpy(),
+                                                model.action_high.numpy()), rtol=1e-6)
+    with pytest.raises(ValueError, match="state"):
+        model.tokens_to_actions(tokens)
+
+
 def test_lr_schedule_warmup_then_cosine():
     cfg = FASTerVLAConfig.preset("debug", warmup_steps=10, min_lr_ratio=0.1)
     f = train_mod.lr_lambda(cfg, 100)

@@ -119,6 +119,9 @@ class FASTerVLAConfig:
     state_dim: int = 26
     state_bins: int = 256
     max_text_tokens: int = 32
+    # Actions tokenised relative to the current state (a_{t+k} - s_t, openpi's DeltaActions for
+    # joint positions); needs state and actions in the same coordinates (state_dim = action_dim)
+    relative_to_state: bool = False
     # --- Action codes (must match the FASTerVQ tokenizer)
     action_dim: int = 26
     chunk_size: int = 32
@@ -180,6 +183,9 @@ class FASTerVLAConfig:
         if self.expert_head_dim % 2:
             raise ValueError(f"FASTerVLAConfig.expert_head_dim must be even (RoPE), got "
                              f"{self.expert_head_dim}")
+        if self.relative_to_state and self.state_dim != self.action_dim:
+            raise ValueError(f"FASTerVLAConfig.relative_to_state needs state_dim == action_dim, "
+                             f"got {self.state_dim} and {self.action_dim}")
         if self.block_size > self.tokens_per_chunk:
             raise ValueError(f"FASTerVLAConfig.block_size {self.block_size} exceeds the "
                              f"{self.tokens_per_chunk} tokens of one chunk")

@@ -61,7 +61,8 @@ def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
 
 
 class PolicyDataset:
-    """(frame(s) at t, state at t, instruction, FASTerVQ tokens of a_t .. a_{t+H-1}) samples.
+    """(frame(s) at t, state at t, instruction, FASTerVQ tokens of a_t .. a_{t+H-1}) samples
+    (of a_{t+k} - s_t with ``relative_to_state``); ``actions`` (M, H, D) are the physical chunks.
 
     ``tokens`` (M, N) int64 are precomputed for all M windows; ``frames[camera][e]`` are the
     cached (T, S, S, 3) uint8 frames of episode e."""
@@ -83,8 +84,11 @@ class PolicyDataset:
             for t, chunk in chunk_windows(ep.actions, cfg.chunk_size, stride):
                 self.index.append((e, t))
                 windows.append(chunk)
-        actions = np.stack(windows).astype(np.float32)  # (M, H, D)
-        self.actions = actions
+        self.actions = np.stack(windows).astype(np.float32)  # (M, H, D) physical
+        actions = self.actions  # what the tokenizer encodes
+        if cfg.relative_to_state:
+            states = np.stack([self.episodes[e].state[t] for e, t in self.index])  # (M, S)
+            actions = actions - states[:, None, :].astype(np.float32)
         self.tokens = torch.cat([
             action_tokenizer.codes_to_tokens(action_tokenizer.encode(
                 torch.as_tensor(actions[i: i + encode_batch])))

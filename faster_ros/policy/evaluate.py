@@ -68,7 +68,8 @@ def evaluate(model: FASTerVLA, episodes: Sequence[Any], *, stride: int = 8,
         bad = torch.tensor([bool(r) for r in result.invalid])
         invalid += int(bad.sum())
         tokens[bad] = 0  # invalid chunks are counted, and scored as hold-last-action
-        _, actions = model.tokens_to_actions(tokens)
+        states = np.stack([data.state(k) for k in range(i, i + len(tokens))])
+        _, actions = model.tokens_to_actions(tokens, states)
         for j in torch.nonzero(bad).flatten().tolist():
             actions[j] = last[i + j]
         preds.append(actions)
@@ -79,9 +80,12 @@ def evaluate(model: FASTerVLA, episodes: Sequence[Any], *, stride: int = 8,
         hold = np.stack([np.broadcast_to(data.state(i), truth.shape[1:])
                          for i in range(len(data))])
         baselines["hold_state"] = _errors(hold, truth, groups)
-    oracle = np.concatenate([
-        tok.decode(tok.encode(torch.as_tensor(truth[i: i + 512]))).numpy()
-        for i in range(0, len(truth), 512)])
+    offset = np.zeros_like(truth[:, :1])  # (M, 1, D): the tokenizer's reference
+    if model.config.relative_to_state:
+        offset = np.stack([data.state(i) for i in range(len(data))])[:, None].astype(np.float32)
+    rel = torch.as_tensor(truth - offset)
+    oracle = np.concatenate([tok.decode(tok.encode(rel[i: i + 512])).numpy()
+                             for i in range(0, len(truth), 512)]) + offset
     return dict(
         windows=len(data), episodes=[ep.name for ep in data.episodes], stride=stride,
         decoding="greedy" if greedy else "sampled", block_size=model.config.block_size,

@@ -9,8 +9,10 @@ FASTer (arXiv 2512.04952) section 3.2. One observation -> one action chunk:
 3. the expert decodes the N = N_c * C_h * C_a action tokens in ceil(N / B) blocks with the
    KV-cached BAR decoder (:mod:`faster_ros.policy.decoding`);
 4. the FASTerVQ tokenizer maps the tokens back to codes and the codes to an action chunk in
-   physical units; the chunk is then clipped to the per-dimension range of the training actions
-   (the paper clips to [-1, 1] in its min-max normalised action space: the same bound).
+   physical units (plus the current state for a ``relative_to_state`` policy, whose tokenizer
+   encodes a_{t+k} - s_t as openpi's DeltaActions does); the chunk is then clipped to the
+   per-dimension range of the training actions (the paper clips to [-1, 1] in its min-max
+   normalised action space: the same bound).
 
 Training is teacher forcing with the BAR loss (:meth:`FASTerVLA.forward`); inference is
 :meth:`FASTerVLA.predict_action_chunk`. Saved as ``config.json`` + ``backbone_config.json`` +
@@ -271,13 +273,19 @@ class FASTerVLA(nn.Module):
             timing["block_ms"] = list(result.block_ms)
         return result
 
-    def tokens_to_actions(self, tokens: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Valid tokens (B, N) -> codes (B, N_c, C_h, C_a) and clipped actions (B, H, D)."""
+    def tokens_to_actions(self, tokens: torch.Tensor, state: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """Valid tokens (B, N) -> codes (B, N_c, C_h, C_a) and clipped physical actions
+        (B, H, D); ``state`` (B, S) is added back with ``relative_to_state``."""
         if self.action_tokenizer is None:
             raise RuntimeError("FASTerVLA has no action tokenizer: pass one to from_pretrained")
         tok = self.action_tokenizer
         codes = tok.tokens_to_codes(tokens.cpu())
-        actions = tok.decode(codes).float()
+        actions = tok.decode(codes).float()  # (B, H, D)
+        if self.config.relative_to_state:
+            if state is None:
+                raise ValueError("relative_to_state: the current state is needed to decode")
+            actions = actions + torch.as_tensor(np.asarray(state), dtype=torch.float32)[:, None]
         actions = torch.maximum(torch.minimum(actions, self.action_high.cpu()),
                                 self.action_low.cpu())
         return codes.numpy().astype(np.int64), actions.numpy().astype(np.float32)
@@ -311,7 +319,8 @@ class FASTerVLA(nn.Module):
         invalid = result.invalid[0]
         codes = actions = None
         if not invalid:
-            codes_b, actions_b = self.tokens_to_actions(tokens[None])
+            state = np.asarray(observation.state, dtype=np.float64)[None]
+            codes_b, actions_b = self.tokens_to_actions(tokens[None], state)
             codes, actions = codes_b[0], actions_b[0]
         end = time.perf_counter()
         timing["detokenize_ms"] = (end - t0) * 1e3

@@ -127,7 +127,9 @@ def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
 
 
 def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> FASTerVLA:
-    overrides: dict[str, Any] = {"seed": args.seed}
+    prov = getattr(tokenizer.config, "provenance", {}) or {}
+    overrides: dict[str, Any] = {"seed": args.seed,
+                                 "relative_to_state": bool(prov.get("relative_to_state"))}
     for key, value in (("steps", args.steps), ("batch_size", args.batch_size),
                        ("learning_rate", args.lr), ("block_size", args.block_size)):
         if value is not None:
