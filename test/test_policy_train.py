@@ -91,6 +91,9 @@ def test_relative_to_state_policy_adds_the_state_back(tmp_path, toy_setup):
                                                 model.action_high.numpy()), rtol=1e-6)
     with pytest.raises(ValueError, match="state"):
         model.tokens_to_actions(tokens)
+    toy_setup.config.provenance["relative_to_state"] = False  # an absolute-action tokenizer
+    with pytest.raises(ValueError, match="absolute actions"):
+        FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
 
 
 def test_lr_schedule_warmup_then_cosine():

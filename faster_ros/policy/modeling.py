@@ -370,9 +370,29 @@ class FASTerVLA(nn.Module):
         model.provenance = meta.get("provenance", {})
         if action_tokenizer is None and model.tokenizer_ref:
             action_tokenizer = load_action_tokenizer(model.tokenizer_ref, directory)
+        if action_tokenizer is not None:
+            check_tokenizer(config, action_tokenizer)
         model.action_tokenizer = action_tokenizer
         model.to(device=device, dtype=dtype)
         return model.eval()
+
+
+def check_tokenizer(config: FASTerVLAConfig, tokenizer: Any) -> None:
+    """Refuse a tokenizer whose codes this policy was not trained on (code shape, codebook
+    size, absolute vs state-relative actions): decoding with it would give wrong actions."""
+    tc = tokenizer.config
+    mine = (config.codebooks, config.code_horizon, config.code_dims, config.codebook_size,
+            config.chunk_size, config.action_dim)
+    theirs = tuple(getattr(tc, k, None) for k in ("codebooks", "code_horizon", "code_dims",
+                                                  "codebook_size", "chunk_size", "action_dim"))
+    if None not in theirs and mine != theirs:
+        raise ValueError(f"action tokenizer (N_c, C_h, C_a, K, H, D) = {theirs} does not match "
+                         f"the policy's {mine}")
+    relative = bool((getattr(tc, "provenance", None) or {}).get("relative_to_state", False))
+    if hasattr(tc, "provenance") and relative != config.relative_to_state:
+        kind = lambda r: "state-relative" if r else "absolute"  # noqa: E731
+        raise ValueError(f"action tokenizer encodes {kind(relative)} actions, the policy was "
+                         f"trained on {kind(config.relative_to_state)} ones")
 
 
 def load_action_tokenizer(ref: str, base: Path) -> Any:

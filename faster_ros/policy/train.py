@@ -56,6 +56,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bundle-tokenizer", action="store_true",
+                   help="copy the tokenizer into <out>/action_tokenizer and reference it there")
     p.add_argument("--no-augment", action="store_true",
                    help="no image shift / state-bin jitter augmentation")
     p.add_argument("--threads", type=int, default=1,
@@ -246,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             command="python -m faster_ros.policy.train " + " ".join(sys.argv[1:]
                                                                      if argv is None
                                                                      else argv))
+        if args.bundle_tokenizer:
+            tokenizer.save(Path(args.out) / "action_tokenizer")
+            model.tokenizer_ref = "action_tokenizer"
         model.save_pretrained(args.out)
         print(f"saved {args.out} after {step} steps, {wall / 60:.1f} min", flush=True)
     if world > 1:
