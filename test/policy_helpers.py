@@ -5,9 +5,20 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 
 from faster_ros.policy import FASTerVLA, FASTerVLAConfig
+
+
+@pytest.fixture
+def single_thread():
+    """One torch thread for the test: tiny models on a shared CPU otherwise stall on OpenMP
+    barriers (tens of seconds instead of one). Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class FakeTokenizer:

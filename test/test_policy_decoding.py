@@ -3,10 +3,17 @@
 import numpy as np
 import pytest
 import torch
-from policy_helpers import FakeTokenizer, fake_batch, fake_observation, tiny_policy
+from policy_helpers import (
+    FakeTokenizer,
+    fake_batch,
+    fake_observation,
+    single_thread,  # noqa: F401  (fixture)
+    tiny_policy,
+)
 
 from faster_ros.policy.masks import num_blocks
 
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 def _context(model, batch):
     images = model.encode_images(batch["pixels"])

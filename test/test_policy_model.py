@@ -3,11 +3,18 @@
 import numpy as np
 import pytest
 import torch
-from policy_helpers import FakeTokenizer, fake_batch, fake_observation, tiny_policy
+from policy_helpers import (
+    FakeTokenizer,
+    fake_batch,
+    fake_observation,
+    single_thread,  # noqa: F401  (fixture)
+    tiny_policy,
+)
 
 from faster_ros.policy import FASTerVLA, FASTerVLAConfig
 from faster_ros.policy.backbones import hf_config_from, load_backbone
 
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 def test_config_validation_names_field_and_value():
     with pytest.raises(ValueError, match="block_size 99"):

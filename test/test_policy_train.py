@@ -7,7 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from policy_helpers import FakeTokenizer
+from policy_helpers import (
+    FakeTokenizer,
+    single_thread,  # noqa: F401  (fixture)
+)
 
 import faster_ros.data
 import faster_ros.tokenizer
@@ -16,6 +19,7 @@ from faster_ros.policy import FASTerVLA, FASTerVLAConfig
 from faster_ros.policy import train as train_mod
 from faster_ros.policy.evaluate import evaluate
 
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 class EncodingTokenizer(FakeTokenizer):
     """FakeTokenizer plus encode (bins the first N values of the chunk) and a provenance."""
