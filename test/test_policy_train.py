@@ -131,3 +131,39 @@ def test_dataset_from_rosbag2_recording(tmp_path):
     assert batch["tokens"].shape == (2, cfg.tokens_per_chunk)
     loss, _ = model(batch)
     assert torch.isfinite(loss)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").path.isdir(BAG), reason="shared G1 bag not present")
+def test_torchrun_ddp_two_processes(tmp_path):
+    """torchrun (DDP, gloo on CPU) with two processes on the shared bag and the shipped
+    policy's bundled tokenizer; rank 0 saves, the effective batch is doubled."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from faster_ros.paths import data_dir
+
+    tokenizer = data_dir("models") / "g1_inspire_vla" / "action_tokenizer"
+    if not tokenizer.is_dir():
+        pytest.skip("shipped tokenizer not present")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    out = tmp_path / "model"
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "faster_ros.policy.train",
+           "--data", BAG, "--tokenizer", str(tokenizer), "--preset", "debug", "--instruction",
+           "pick up the bottle", "--out", str(out), "--run-dir", str(tmp_path / "run"),
+           "--steps", "2", "--batch-size", "2", "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prov = json.loads((out / "policy.json").read_text())["provenance"]
+    assert prov["processes"] == 2 and prov["batch_size"] == 4 and prov["steps"] == 2
+
+
+def test_bf16_autocast_forward_on_cpu():
+    from policy_helpers import fake_batch, tiny_policy
+
+    model = tiny_policy().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = model(fake_batch(model, size=2))
+    loss.backward()
+    assert torch.isfinite(loss)

@@ -206,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         step, elapsed = ckpt["step"], ckpt["elapsed_s"]
         rng.bit_generator.state = ckpt["rng"][rank] if rank < len(ckpt["rng"]) else \
             rng.bit_generator.state
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    # find_unused_parameters: a checkpoint's vision tower may carry a pooling head the policy
+    # never uses (SigLIP's attention-pool head), which gets no gradient
+    net = (torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+           if world > 1 else model)
     if rank == 0:
         params = model.num_parameters()
         print(f"FASTerVLA {args.preset}: {params['total'] / 1e6:.2f}M params (expert "
