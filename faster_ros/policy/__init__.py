@@ -8,7 +8,9 @@
 
 Modules: configuration (FASTerVLAConfig + presets), backbones (transformers VLM adapters),
 processor (prompt + vocabulary), masks (the block-causal mask), expert (action expert),
-decoding (KV-cached BAR decoder), modeling (FASTerVLA), data, train, evaluate.
+decoding (KV-cached BAR decoder), modeling (FASTerVLA), data (samples from Episodes), train
+(``python -m faster_ros.policy.train``, torchrun-ready), evaluate (held-out error vs hold
+baselines), action_tokenizer (a FASTerVQ fitted on state-relative chunks).
 """
 
 from faster_ros.policy.configuration import PRESETS, FASTerVLAConfig
