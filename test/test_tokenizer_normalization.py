@@ -35,3 +35,13 @@ def test_constant_dimension_is_safe():
     out = norm.normalize(torch.zeros(1, 1))
     assert torch.isfinite(out.values).all()
     assert float(norm.denormalize(out.values)) == 0.0
+
+
+def test_constant_dimension_takes_fallback_limits():
+    norm = QuantileNormalizer(2)
+    data = np.stack([np.linspace(0, 1, 50), np.zeros(50)], axis=1)
+    flat = norm.fit(data, 0.0, 1.0, limits=(np.array([-9.0, -0.5]), np.array([9.0, 0.5])))
+    assert flat.tolist() == [False, True]
+    assert norm.low.tolist() == [0.0, -0.5] and norm.high.tolist() == [1.0, 0.5]
+    out = norm.normalize(torch.tensor([[0.5, 0.25]]))
+    assert out.num_clipped == 0 and out.values.tolist() == [[0.0, 0.5]]

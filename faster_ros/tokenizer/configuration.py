@@ -65,6 +65,7 @@ class VQConfig:
     dec_layers: int = 2
     ff_mult: int = 4
     conv_kernel: int = 3
+    linear_skip: bool = False  # PCA-initialised linear encoder/decoder paths beside the TAAE
     group_names: tuple[str, ...] = ()
     dim_names: tuple[str, ...] = ()
     embodiment: str = ""
@@ -74,7 +75,7 @@ class VQConfig:
     codebook_dim: int = 0  # 0: codebooks live in the latent (latent_dim); else a projection
     commitment_weight: float = 0.25
     ema_decay: float = 0.99
-    dead_code_threshold: float = 2.0
+    dead_code_fraction: float = 0.1  # dead: EMA usage < fraction * uniform usage per step
     kmeans_init: bool = True
     kmeans_iters: int = 10
     # --- Normalisation (per-dimension quantile bounds mapped to [-1, 1], then clipped)
@@ -126,7 +127,7 @@ class VQConfig:
         self._check_groups()
         for name in ("commitment_weight", "dct_weight", "weight_decay", "min_lr_ratio"):
             _finite(name, getattr(self, name), 0.0)
-        for name in ("lr", "grad_clip", "clip", "dead_code_threshold"):
+        for name in ("lr", "grad_clip", "clip", "dead_code_fraction"):
             _finite(name, getattr(self, name), 0.0, low_open=True)
         _finite("warmup_steps", self.warmup_steps, 0.0)
         if not 0.0 < self.ema_decay < 1.0:

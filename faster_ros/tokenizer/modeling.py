@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -29,7 +30,7 @@ from faster_ros.tokenizer.configuration import VQConfig
 from faster_ros.tokenizer.normalization import QuantileNormalizer
 from faster_ros.tokenizer.patchify import Patchifier
 from faster_ros.tokenizer.quantizer import ResidualQuantizer
-from faster_ros.tokenizer.taae import TAAEDecoder, TAAEEncoder
+from faster_ros.tokenizer.taae import TAAEDecoder, TAAEEncoder, pca_init
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -79,16 +80,32 @@ class FASTerVQ(nn.Module):
         self.normalizer = QuantileNormalizer(config.action_dim, config.clip)
         self.patchifier = Patchifier(config.action_dim, config.time_patch, config.patch_groups)
         self.encoder = TAAEEncoder(config)
-        self.quantizer = ResidualQuantizer(config)
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        self.quantizer = ResidualQuantizer(config, world)
         self.decoder = TAAEDecoder(config)
         self.register_buffer("dct", dct_matrix(config.chunk_size), persistent=False)
 
     # ------------------------------------------------------------------ training
 
-    def fit_normalizer(self, actions: np.ndarray | Tensor) -> None:
-        """Per-dimension quantile bounds from training actions (N, D)."""
+    def fit_normalizer(self, actions: np.ndarray | Tensor,
+                       limits: tuple[np.ndarray, np.ndarray] | None = None) -> list[int]:
+        """Per-dimension quantile bounds from training actions (N, D); dimensions constant in
+        the data use ``limits`` (lower, upper) instead. Returns those dimensions."""
         cfg = self.config
-        self.normalizer.fit(actions, cfg.quantile_low, cfg.quantile_high)
+        flat = self.normalizer.fit(actions, cfg.quantile_low, cfg.quantile_high, limits)
+        return [int(i) for i in np.flatnonzero(flat)]
+
+    @torch.no_grad()
+    def init_linear_skip(self, actions: Tensor) -> dict[str, float]:
+        """PCA-initialise the linear skip paths (``config.linear_skip``) from training chunks
+        (B, H, D) physical; call after :meth:`fit_normalizer`, before :meth:`init_codebooks`."""
+        if not self.config.linear_skip:
+            return {}
+        x = self.normalizer.normalize(self._check_actions(actions)).values
+        w = self.loss_weights().reshape(1, 1, -1).expand(1, self.config.chunk_size, -1)
+        w = self.patchifier.patchify(w)[0]  # (m, n, p), zero on padding
+        w = torch.where(w > 0, w, torch.ones_like(w))
+        return pca_init(self.encoder, self.decoder, self.patchifier.patchify(x), w)
 
     @torch.no_grad()
     def init_codebooks(self, actions: Tensor) -> None:

@@ -44,8 +44,14 @@ class QuantileNormalizer(nn.Module):
         self.register_buffer("fitted", torch.tensor(False))
 
     @torch.no_grad()
-    def fit(self, actions: np.ndarray | Tensor, q_low: float, q_high: float) -> None:
-        """Set the bounds from training actions (N, D) (any leading shape, D last)."""
+    def fit(self, actions: np.ndarray | Tensor, q_low: float, q_high: float,
+            limits: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Set the bounds from training actions (N, D) (any leading shape, D last).
+
+        A dimension constant in the training data (quantile range < 1e-6) takes its bounds
+        from ``limits`` (lower (D,), upper (D,), e.g. the embodiment's joint limits) when given,
+        so values the data never showed are not all clipped. Returns the (D,) bool mask of
+        dimensions that did."""
         data = np.asarray(actions, dtype=np.float64)
         data = data.reshape(-1, data.shape[-1])
         if data.shape[-1] != self.low.numel():
@@ -53,9 +59,14 @@ class QuantileNormalizer(nn.Module):
         if not np.isfinite(data).all():
             raise ValueError("fit: training actions contain NaN or inf")
         low, high = np.quantile(data, [q_low, q_high], axis=0)
+        flat = (high - low) < 1e-6
+        if limits is not None:
+            low = np.where(flat, np.asarray(limits[0], dtype=np.float64), low)
+            high = np.where(flat, np.asarray(limits[1], dtype=np.float64), high)
         self.low.copy_(torch.from_numpy(low).float())
         self.high.copy_(torch.from_numpy(high).float())
         self.fitted.fill_(True)
+        return flat if limits is not None else np.zeros_like(flat)
 
     @property
     def center(self) -> Tensor:

@@ -2,8 +2,12 @@
 
 N_c levels quantise the residual of the previous ones (r_1 = z, r_{i+1} = r_i - Q_i(r_i)),
 codebooks of K entries are updated by EMA with k-means initialisation and dead-code
-re-initialisation, gradients pass by the straight-through estimator (not the library's default
-rotation trick), and the commitment loss is beta * ||r_i - sg(Q_i(r_i))||^2 summed over levels.
+re-initialisation (a code is dead when its EMA usage per step falls below ``dead_code_fraction``
+of the uniform share, batch * latent positions * world size / K: an absolute threshold such as
+the library's 2 would declare every code dead when a batch has fewer vectors than 2 K, and the
+codebook would be re-sampled from the batch at every step), gradients pass by the
+straight-through estimator (not the library's default rotation trick), and the commitment loss is
+beta * ||r_i - sg(Q_i(r_i))||^2 summed over levels.
 
 Decoding from indices is a plain embedding lookup summed over the first ``levels`` codebooks
 (coarse to fine), faster than the library's einx path and valid for any prefix of levels.
@@ -34,9 +38,11 @@ class QuantizerOutput:
 class ResidualQuantizer(nn.Module):
     """Residual vector quantiser (Zeghidour et al. 2021, SoundStream) as used by FASTerVQ."""
 
-    def __init__(self, cfg: VQConfig):
+    def __init__(self, cfg: VQConfig, world_size: int = 1):
         super().__init__()
         self.codebooks = cfg.codebooks
+        per_step = cfg.batch_size * world_size * cfg.code_horizon * cfg.code_dims
+        threshold = cfg.dead_code_fraction * per_step / cfg.codebook_size
         self.codebook_size = cfg.codebook_size
         self.rvq = ResidualVQ(
             dim=cfg.latent_dim,
@@ -47,7 +53,7 @@ class ResidualQuantizer(nn.Module):
             commitment_weight=cfg.commitment_weight,
             kmeans_init=cfg.kmeans_init,
             kmeans_iters=cfg.kmeans_iters,
-            threshold_ema_dead_code=cfg.dead_code_threshold,
+            threshold_ema_dead_code=threshold,
             rotation_trick=False,  # plain straight-through estimator, as in the paper
             straight_through=False,
             stochastic_sample_codes=False,
