@@ -1,0 +1,149 @@
+"""Training / evaluation action chunks for FASTerVQ from npz, LeRobot and rosbag2 datasets.
+
+Episodes come from :func:`faster_ros.data.read_episodes` (any format it reads). A source is
+written ``PATH[:RATIO][@MAP]``:
+
+    RATIO  relative sampling weight in a mixture (FASTer Table 3), default 1
+    MAP    comma-separated source dimension per target dimension, ``z`` for a constant zero,
+           e.g. ``@0,1,2,3,4,5,z`` (default: identity). Used to put stand-in data on another
+           robot's action layout.
+
+Whole episodes are held out (the last ``heldout_fraction`` of each source, in file order), and the
+split is recorded by episode name so evaluation never touches training episodes. Chunks are
+sliding windows inside one episode (stride configurable), never crossing episode ends, never
+padded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faster_ros.data import DatasetSpec, chunk_windows, read_episodes, split_episodes
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset of a mixture: path, sampling ratio and optional dimension map."""
+
+    path: Path
+    ratio: float = 1.0
+    dim_map: tuple[int | None, ...] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        """``"a.npz:2@0,1,z"`` -> Source(Path("a.npz"), 2.0, (0, 1, None))."""
+        body, sep, map_text = str(text).rpartition("@")
+        if not sep:
+            body, map_text = map_text, ""
+        spec = DatasetSpec.parse(body)
+        return cls(spec.path, spec.ratio, parse_dim_map(map_text) if map_text else None)
+
+    def spec_string(self) -> str:
+        text = f"{self.path}:{self.ratio:g}"
+        if self.dim_map is not None:
+            text += "@" + ",".join("z" if i is None else str(i) for i in self.dim_map)
+        return text
+
+
+def parse_dim_map(text: str) -> tuple[int | None, ...]:
+    """``"0,1,z,3"`` -> (0, 1, None, 3)."""
+    out: list[int | None] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "z":
+            out.append(None)
+        elif item.isdigit():
+            out.append(int(item))
+        else:
+            raise ValueError(f"bad dimension map entry {item!r} in {text!r} (use ints or 'z')")
+    return tuple(out)
+
+
+def apply_dim_map(actions: np.ndarray, dim_map: tuple[int | None, ...] | None) -> np.ndarray:
+    """actions (T, D_src) -> (T, len(dim_map)) float32; ``None`` entries are zeros."""
+    actions = np.asarray(actions, dtype=np.float32)
+    if dim_map is None:
+        return actions
+    bad = [i for i in dim_map if i is not None and not 0 <= i < actions.shape[1]]
+    if bad:
+        raise ValueError(f"dimension map refers to dim {bad[0]} of a {actions.shape[1]}-D source")
+    out = np.zeros((len(actions), len(dim_map)), dtype=np.float32)
+    for j, i in enumerate(dim_map):
+        if i is not None:
+            out[:, j] = actions[:, i]
+    return out
+
+
+@dataclass
+class SourceSplit:
+    """Episodes (each (T, D) float32, already mapped) of one source, split by episode."""
+
+    source: Source
+    fps: float
+    train: list[np.ndarray]
+    heldout: list[np.ndarray]
+    train_names: list[str]
+    heldout_names: list[str]
+    val_names: list[str] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """What goes into VQConfig.provenance: the split by episode name."""
+        return {"spec": self.source.spec_string(), "path": str(self.source.path),
+                "fps": self.fps, "train_episodes": self.train_names,
+                "heldout_episodes": self.heldout_names}
+
+
+def load_split(source: Source, action_dim: int, heldout_fraction: float) -> SourceSplit:
+    """Read ``source`` and hold out its last ``heldout_fraction`` episodes."""
+    episodes = read_episodes(source.path)
+    if not episodes:
+        raise ValueError(f"{source.path}: no episodes")
+    train, held = split_episodes(episodes, heldout_fraction, "last")
+    arrays = {ep.name: apply_dim_map(ep.actions, source.dim_map) for ep in episodes}
+    width = next(iter(arrays.values())).shape[1]
+    if width != action_dim:
+        raise ValueError(f"{source.path}: episodes have {width} action dims after mapping, the "
+                         f"tokenizer takes {action_dim} (give a dimension map with @...)")
+    return SourceSplit(source, float(episodes[0].fps), [arrays[e.name] for e in train],
+                       [arrays[e.name] for e in held], [e.name for e in train],
+                       [e.name for e in held])
+
+
+def select_episodes(source: Source, names: list[str] | None) -> list[np.ndarray]:
+    """The mapped episodes of ``source`` whose names are in ``names`` (all when None)."""
+    episodes = read_episodes(source.path)
+    if names is not None:
+        wanted = set(names)
+        episodes = [e for e in episodes if e.name in wanted]
+        missing = wanted - {e.name for e in episodes}
+        if missing:
+            raise ValueError(f"{source.path}: episodes {sorted(missing)[:3]} not found")
+    return [apply_dim_map(e.actions, source.dim_map) for e in episodes]
+
+
+def make_chunks(episodes: list[np.ndarray], chunk_size: int, stride: int = 1,
+                align_end: bool = False) -> np.ndarray:
+    """Sliding windows (N, H, D) float32 of every episode; episodes shorter than H give none."""
+    windows = [w for ep in episodes
+               for _, w in chunk_windows(ep, chunk_size, stride, align_end=align_end)]
+    if not windows:
+        dim = episodes[0].shape[1] if episodes else 0
+        return np.zeros((0, chunk_size, dim), dtype=np.float32)
+    return np.stack(windows).astype(np.float32)
+
+
+def find_record(provenance: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """The provenance record of a training source with the same path (or file name)."""
+    records = provenance.get("data", [])
+    resolved = str(Path(path).resolve())
+    for rec in records:
+        if str(Path(rec["path"]).resolve()) == resolved:
+            return rec
+    for rec in records:
+        if Path(rec["path"]).name == Path(path).name:
+            return rec
+    return None

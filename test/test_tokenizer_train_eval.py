@@ -1,0 +1,81 @@
+"""Train / resume / evaluate commands end to end on a tiny synthetic npz (debug preset)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from faster_ros.tokenizer import FASTerVQ, evaluate, train
+from faster_ros.tokenizer.dataset import Source, apply_dim_map, load_split, make_chunks
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    """10 smooth 3-D episodes of 40..58 steps."""
+    rng = np.random.default_rng(0)
+    eps = []
+    for e in range(10):
+        t = np.arange(40 + 2 * e)[:, None] / 30.0
+        eps.append(np.sin(t * rng.uniform(0.5, 2, 3) + rng.uniform(0, 6, 3)).astype(np.float32))
+    path = tmp_path_factory.mktemp("data") / "toy.npz"
+    np.savez(path, actions=np.concatenate(eps), episode_ends=np.cumsum([len(e) for e in eps]),
+             fps=np.float32(30.0), names=np.array(["a", "b", "c"]))
+    return path
+
+
+def test_source_parsing_and_dim_map():
+    s = Source.parse("x/y.npz:2.5@0,z,2")
+    assert (str(s.path), s.ratio, s.dim_map) == ("x/y.npz", 2.5, (0, None, 2))
+    assert Source.parse(s.spec_string()) == s
+    out = apply_dim_map(np.arange(6.0).reshape(2, 3), (2, None, 0))
+    assert out.tolist() == [[2.0, 0.0, 0.0], [5.0, 0.0, 3.0]]
+
+
+def test_split_by_episode_and_windows(npz):
+    sp = load_split(Source(npz), 3, 0.2)
+    assert len(sp.train) == 8 and len(sp.heldout) == 2
+    assert sp.heldout_names[-1].endswith("episode_000009")
+    chunks = make_chunks(sp.train[:1], 16, 4)  # 40 steps -> starts 0, 4, ..., 24
+    assert chunks.shape == (7, 16, 3)
+    assert np.array_equal(chunks[1], sp.train[0][4:20])
+
+
+def test_train_resume_evaluate(npz, tmp_path):
+    cfg_args = ["--set", "action_dim=3", "--set", "chunk_size=16", "--set", "time_patch=4",
+                "--set", "code_horizon=2", "--set", "code_dims=3",
+                "--set", "patch_groups=[[0, 1], [2]]", "--set", "codebook_size=16"]
+    base = [*cfg_args, "--preset", "debug", "--data", f"{npz}:1", "--out", str(tmp_path / "run"),
+            "--batch-size", "8", "--heldout-fraction", "0.2", "--val-fraction", "0.2",
+            "--checkpoint-every", "3", "--eval-every", "4", "--init-chunks", "64",
+            "--no-progress", "--config", str(tmp_path / "cfg.json")]
+    _write_base_config(tmp_path / "cfg.json")
+    assert train.main([*base, "--steps", "4"]) == 0
+    assert train.main([*base, "--steps", "6", "--resume"]) == 0
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["steps"] == 6
+    model = FASTerVQ.load(tmp_path / "run" / "model")
+    rec = model.config.provenance["data"][0]
+    assert len(rec["heldout_episodes"]) == 2 and len(rec["val_episodes"]) == 2
+    assert not set(rec["heldout_episodes"]) & set(rec["train_episodes"])
+    out = tmp_path / "eval"
+    assert evaluate.main(["--model", str(tmp_path / "run" / "model"), "--data", str(npz),
+                          "--out", str(out), "--fast-vocab", "256", "--samples", "2"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"][str(npz)]["episodes"] == 2
+    vq = report["fastervq"]
+    assert 0.0 <= vq["vrr_element@0.01"] <= 1.0 and vq["tokens_per_chunk"] == 3 * 2 * 3
+    fast = report["fast"]["FAST v256 s10"]
+    assert fast["decode_failures"] >= 0 and fast["tokens_per_chunk"] > 0
+    assert (out / "recon.png").stat().st_size > 1000
+
+
+def _write_base_config(path):
+    from faster_ros.tokenizer import VQConfig
+    from faster_ros.tokenizer.configuration import preset_fields
+
+    fields = preset_fields("debug") | dict(action_dim=3, chunk_size=16,
+                                           patch_groups=((0, 1), (2,)), code_dims=3)
+    VQConfig(**fields).save(path)
