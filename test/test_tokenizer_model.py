@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from einops import rearrange
 from safetensors.torch import load_file, save_file
 
 from faster_ros.embodiment import load_embodiment
@@ -178,3 +179,28 @@ def test_load_checks_embodiment(trained, tmp_path):
     other.save(tmp_path / "swapped")
     with pytest.raises(TokenizerLoadError, match="patch_groups"):
         FASTerVQ.load(tmp_path / "swapped", embodiment="g1_inspire")
+
+
+def test_checkpoint_with_conv_layout_loads(trained, tmp_path):
+    """Checkpoints written when the kernel=stride down/up maps were Conv1d/ConvTranspose1d
+    (e.g. models/g1_inspire_vla/action_tokenizer) load into the Linear layout unchanged."""
+    w, s = trained.config.width, trained.encoder.stride
+    g = torch.Generator().manual_seed(0)
+    down_w, up_w = torch.randn(w, w, s, generator=g), torch.randn(w, w, s, generator=g)
+    up_b = torch.randn(w, generator=g)
+    trained.save(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    state = load_file(str(weights))
+    state.update({"encoder.down.weight": down_w, "decoder.up.weight": up_w,
+                  "decoder.up.bias": up_b})
+    save_file(state, str(weights))
+    loaded = FASTerVQ.load(tmp_path / "m")
+    # reference: the same maps as real convolutions
+    x = torch.randn(2, w, trained.config.num_time_patches, generator=g)
+    conv = torch.nn.functional.conv1d(x, down_w, loaded.encoder.down.bias, stride=s)
+    lin = loaded.encoder.down(rearrange(x, "b w (t s) -> b t (s w)", s=s))
+    torch.testing.assert_close(rearrange(lin, "b t w -> b w t"), conv)
+    y = torch.randn(2, w, trained.config.code_horizon, generator=g)
+    convt = torch.nn.functional.conv_transpose1d(y, up_w, up_b, stride=s)  # (2, W, m)
+    lin = loaded.decoder.up(rearrange(y, "b w t -> b t w"))
+    torch.testing.assert_close(rearrange(lin, "b t (s w) -> b w (t s)", s=s), convt)

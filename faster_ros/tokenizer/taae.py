@@ -63,6 +63,19 @@ class TokenMix(nn.Module):
         return torch.einsum("oi,btiw->btow", self.weight, x)
 
 
+def _conv_to_linear(state: dict, key: str, transposed: bool) -> None:
+    """Convert a checkpoint written when ``down`` / ``up`` were Conv1d / ConvTranspose1d
+    (kernel = stride = s) into the Linear layout used now; the maps are identical."""
+    weight = state.get(key + "weight")
+    if weight is None or weight.ndim != 3:
+        return
+    if transposed:  # (W_in, W_out, s) -> (s * W_out, W_in); output index s_idx * W + o
+        state[key + "weight"] = rearrange(weight, "i o s -> (s o) i").contiguous()
+        state[key + "bias"] = state[key + "bias"].repeat(weight.shape[2])
+    else:  # (W_out, W_in, s) -> (W_out, s * W_in); input index s_idx * W + i
+        state[key + "weight"] = rearrange(weight, "o i s -> o (s i)").contiguous()
+
+
 class LinearSkip(nn.Module):
     """Linear map between flattened patches and the flattened latent: (B, *in_shape) ->
     (B, *out_shape); set from PCA by :func:`pca_init`."""
@@ -137,6 +150,10 @@ class TAAEEncoder(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
         nn.init.normal_(self.latent_pos, std=0.02)
 
+    def _load_from_state_dict(self, state, prefix, *args, **kwargs):
+        _conv_to_linear(state, prefix + "down.", transposed=False)
+        super()._load_from_state_dict(state, prefix, *args, **kwargs)
+
     def forward(self, patches: Tensor) -> Tensor:
         b, m, n, _ = patches.shape
         x = self.embed(patches) + self.pos  # (B, m, n, W)
@@ -173,6 +190,10 @@ class TAAEDecoder(nn.Module):
                      if cfg.linear_skip else None)
         nn.init.normal_(self.pos, std=0.02)
         nn.init.normal_(self.latent_pos, std=0.02)
+
+    def _load_from_state_dict(self, state, prefix, *args, **kwargs):
+        _conv_to_linear(state, prefix + "up.", transposed=True)
+        super()._load_from_state_dict(state, prefix, *args, **kwargs)
 
     def forward(self, z: Tensor) -> Tensor:
         b, t, a, _ = z.shape
