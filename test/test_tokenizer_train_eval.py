@@ -79,3 +79,23 @@ def _write_base_config(path):
     fields = preset_fields("debug") | dict(action_dim=3, chunk_size=16,
                                            patch_groups=((0, 1), (2,)), code_dims=3)
     VQConfig(**fields).save(path)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(npz, tmp_path):
+    """DDP on CPU (gloo): two ranks train, only rank 0 writes the model."""
+    import subprocess
+    import sys
+
+    _write_base_config(tmp_path / "cfg.json")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "faster_ros.tokenizer.train", "--config", str(tmp_path / "cfg.json"),
+           "--set", "codebook_size=16", "--data", str(npz), "--out", str(tmp_path / "run"),
+           "--steps", "3", "--batch-size", "8", "--init-chunks", "32", "--no-progress",
+           "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "world 2" in proc.stdout
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 3
+    FASTerVQ.load(tmp_path / "run" / "model")

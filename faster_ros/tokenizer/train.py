@@ -151,8 +151,9 @@ class ChunkSampler:
     def __len__(self) -> int:
         return len(self.data)
 
-    def batch(self, size: int) -> torch.Tensor:
-        idx = np.searchsorted(self.cdf, self.rng.random(size) * self.cdf[-1], side="right")
+    def batch(self, size: int, rng: np.random.Generator | None = None) -> torch.Tensor:
+        draw = (rng or self.rng).random(size)
+        idx = np.searchsorted(self.cdf, draw * self.cdf[-1], side="right")
         return torch.from_numpy(self.data[np.minimum(idx, len(self.data) - 1)])
 
 
@@ -248,12 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_rng_state(trainer["torch_rng"])
     model.to(env.device).train()
     if step == 0:
-        init = sampler.batch(args.init_chunks).to(env.device)
+        # the same initialisation batch on every rank (PCA and k-means must agree)
+        init = sampler.batch(args.init_chunks, np.random.default_rng(cfg.seed)).to(env.device)
         info = model.init_linear_skip(init)
         if info and env.main:
             print(f"linear skip from PCA: {info}", flush=True)
         model.init_codebooks(init)
-    ddp = (torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+    ddp = (torch.nn.parallel.DistributedDataParallel(model, forward_sync_buffers=False)
            if env.world > 1 else model)
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
