@@ -257,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.save_pretrained(args.out)
         print(f"saved {args.out} after {step} steps, {wall / 60:.1f} min", flush=True)
     if world > 1:
+        dist.barrier()  # rank 0 saves while the others wait: no rank tears down early
         dist.destroy_process_group()
     return 0
 

@@ -118,6 +118,10 @@ class Distributed:
 
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
+            # every rank reaches this point before any tears down: rank 0 saves the model while
+            # the others wait here, and destroy_process_group without the barrier can hang on
+            # gloo when one rank is still in teardown (seen in CI: pytorch/pytorch#75097)
+            dist.barrier()
             dist.destroy_process_group()
 
 
