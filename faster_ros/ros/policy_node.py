@@ -26,30 +26,13 @@ from faster_msgs.srv import SetInstruction
 from faster_ros import graph
 from faster_ros.control import Chunk
 from faster_ros.embodiment import load_embodiment
+from faster_ros.inference import check_policy_matches, chunk_problem, load_policy
 from faster_ros.observation import ObservationAssembler
-from faster_ros.paths import model_path
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import declare, now_s, run
 from faster_ros.ros.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
-from faster_ros.scripted_policy import BUILTIN_PREFIX, load_builtin
 
 RECEIVE_TABLE_SIZE = 256  # per input: receive times of the newest samples
-
-
-def load_policy(model: str, tokenizer: str, device: str, deterministic: bool, emb):
-    """Load a FASTerVLA checkpoint directory (or shipped model name) for inference;
-    ``builtin:wave`` is the scripted bring-up policy (faster_ros.scripted_policy)."""
-    if model.startswith(BUILTIN_PREFIX):
-        return load_builtin(model, emb)
-    from faster_ros.policy import FASTerVLA
-
-    path = model_path(model)
-    kwargs = {"device": device}
-    if tokenizer:
-        kwargs["tokenizer"] = str(model_path(tokenizer))
-    policy = FASTerVLA.from_pretrained(path, **kwargs)
-    policy.set_decoding(greedy=deterministic)
-    return policy
 
 
 class PolicyNode(LifecycleNode):
@@ -301,14 +284,7 @@ class PolicyNode(LifecycleNode):
         obs = result.observation
         out = self._policy.predict_action_chunk(obs)
         self._last_ms = float(out.timing.get("total_ms", 0.0))
-        actions = np.asarray(out.actions, dtype=np.float64)
-        problem = ""
-        if out.invalid:
-            problem = f"invalid tokens predicted ({len(out.invalid)}): {out.invalid[0]}"
-        elif actions.shape != (self._emb.tokenizer.chunk_size, self._emb.action_dim):
-            problem = f"policy returned actions of shape {actions.shape}"
-        elif not np.isfinite(actions).all():
-            problem = "policy returned non-finite actions"
+        problem = chunk_problem(out, self._emb)  # the same checks as offline replay
         if problem:
             with self._lock:
                 self._rejected += 1
@@ -316,6 +292,7 @@ class PolicyNode(LifecycleNode):
             self.get_logger().warning(self._reason, throttle_duration_sec=2.0)
             return False
         self._sequence += 1
+        actions = np.asarray(out.actions, dtype=np.float64)
         chunk = Chunk(positions=actions, start_time=obs.stamp, dt=self._emb.control.dt,
                       sequence=self._sequence)
         msg = conv.chunk_to_msg(
@@ -377,19 +354,6 @@ class PolicyNode(LifecycleNode):
         ]
         array_msg.status.append(policy)
         self._diag_pub.publish(array_msg)
-
-
-def check_policy_matches(policy, emb) -> None:
-    """A model trained for another robot must not drive this one."""
-    cfg = getattr(policy, "action_spec", None)
-    if cfg is None:
-        return
-    dim, horizon = cfg
-    if dim != emb.action_dim or horizon != emb.tokenizer.chunk_size:
-        raise ValueError(
-            f"model outputs chunks of {horizon} x {dim}, embodiment {emb.name} needs "
-            f"{emb.tokenizer.chunk_size} x {emb.action_dim}"
-        )
 
 
 def main(args: list[str] | None = None) -> None:
