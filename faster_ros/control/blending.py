@@ -66,5 +66,6 @@ def blend_seam(
                          f"{(n, chunk.dim)}")
     positions = np.array(chunk.positions)
     wn = w[:n, None]
-    positions[:n] = (1.0 - wn) * current + wn * chunk.positions[:n]
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0: stays non-finite, rejected
+        positions[:n] = (1.0 - wn) * current + wn * chunk.positions[:n]
     return chunk.replace(positions=positions)

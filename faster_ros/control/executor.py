@@ -25,6 +25,10 @@ forwards by more than ``control.watchdog_s`` between two calls (a stalled loop o
 the executor holds at the last command and drops the trajectory (the anchor is reset; chunks from
 the new time base resume normally). A smaller backwards step is treated as no time passing.
 
+Order: a chunk whose observation is not newer than that of the last accepted chunk (a duplicate,
+or a delivery out of order) is rejected: an older plan never replaces a newer one. A time jump
+forgets that observation time (the new time base starts over).
+
 Continuity: every accepted trajectory starts exactly at what was commanded at its first time, its
 segments respect ``max_rate`` (the gate checks), and every hold starts at the last command, so
 successive commands of any dimension differ by at most ``max_rate * (tick interval)`` (a speed
@@ -162,6 +166,7 @@ class ChunkExecutor:
             self._explicit_hold_time: float | None = None
             self._deadline = np.inf
             self._last_accept: float | None = None
+            self._last_obs_time = -np.inf  # observation time of the newest accepted chunk
             self._last_now: float | None = None
             self._last_output: np.ndarray | None = None
 
@@ -192,6 +197,7 @@ class ChunkExecutor:
             result = self._evaluate(chunk, now)
             self._last_verdict = result
             if result.accepted:
+                self._last_obs_time = chunk.start_time
                 self._accepted += 1
                 self._interventions += result.interventions
                 self._accept(result.chunk, now)
@@ -315,6 +321,7 @@ class ChunkExecutor:
         if self._explicit_hold_time is not None:
             self._explicit_hold_time = now
         self._last_accept = now if self._last_accept is not None else None
+        self._last_obs_time = -np.inf  # chunks of the new time base are not "older"
 
     def _watchdog_text(self, now: float, why: str) -> str:
         since = now - self._last_accept if self._last_accept is not None else float("nan")
@@ -376,6 +383,11 @@ class ChunkExecutor:
             return GateResult.reject(
                 f"chunk from an observation at t={chunk.start_time:.3f} predates the hold at "
                 f"t={self._explicit_hold_time:.3f} ({self._reason})")
+        if chunk.start_time <= self._last_obs_time:
+            return GateResult.reject(
+                f"chunk from an observation at t={chunk.start_time:.3f} is not newer than the "
+                f"chunk being executed (observation t={self._last_obs_time:.3f}): duplicate or "
+                f"out-of-order delivery")
         future = chunk.start_time - now
         if future > max(self.min_lead_s, self.dt) + self.time_jump_s:
             return GateResult.reject(
