@@ -16,10 +16,11 @@ def chunk_latencies(rec) -> np.ndarray:
 
 
 def recorded_series(emb: Embodiment, rec) -> tuple[np.ndarray, np.ndarray]:
-    """Recorded joint states as (T,) stamps and (T, D) action-space positions (NaN if absent)."""
+    """Recorded joint states as (T,) stamps and (T, D) action-space positions (NaN if absent):
+    the bag's own joint states when the mock robot replayed one, else the joint-state topics."""
     index = emb.position_joint_indices
     stamps, rows = [], []
-    for _, stamp, joints in rec.joints:
+    for _, stamp, joints in getattr(rec, "recorded", None) or rec.joints:
         row = np.full(emb.action_dim, np.nan)
         for name, value in joints.items():
             if name in index:

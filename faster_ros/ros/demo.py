@@ -49,7 +49,10 @@ def run_demo(embodiment: str = "g1_inspire", bag: str | None = None, duration_s:
         console.print(f"[yellow]no bag at {DEFAULT_BAG}: the mock robot generates frames")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    g = build_graph(emb, mock_robot=True, model=model, mock_source=source)
+    # the mock robot replays the bag's frames and, until the executor first commands, its joints;
+    # then it follows the commands (the policy sees the robot it drives, as on hardware)
+    g = build_graph(emb, mock_robot=True, model=model, mock_source=source,
+                    overrides={"mock_robot": {"joint_source": "commands"}} if source else None)
     console.print(f"[bold]faster_ros demo[/]: {emb.name}, model {model}, source "
                   f"{source or 'generated'}, {duration_s:.0f} s; logs in {out / 'logs'}")
     rclpy.init()

@@ -4,8 +4,13 @@ It publishes what the robot would (joint states on every joint input topic, fram
 topic) and consumes every command interface kind of the config, integrating the commands with a
 first-order lag so that closed loops run. Two sources:
 - generated (``source`` empty): joint states are the integrated commands; frames are synthetic;
-- a rosbag2 (``source`` = path): recorded joint states and frames are replayed (stamps shifted to
-  now, looping); the integrated commands go to ``~/simulated_joint_states`` for comparison.
+- a rosbag2 (``source`` = path): recorded frames are replayed (stamps shifted to now, looping).
+  Joint states depend on ``joint_source``: ``bag`` replays the recorded ones open loop (the
+  integrated commands go to ``~/simulated_joint_states`` for comparison); ``commands`` (the demo)
+  replays them only until the first command arrives, as a robot under its teleoperator would move,
+  then publishes the integrated commands from where the recording left the joints, so that the
+  policy sees the robot it drives (no jump when the bag loops, no drift between what the executor
+  commands and what the policy is told the robot is doing).
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ class MockRobotNode(Node):
                          read_only=True)
         rate = declare(self, "joint_rate_hz", 100.0, "joint state publish rate", read_only=True)
         self._tau = declare(self, "tau_s", 0.05, "first-order lag of the simulated joints")
+        self._joint_source = declare(self, "joint_source", "bag",
+                                     "with a bag: 'bag' replays the recorded joint states, "
+                                     "'commands' follows the commands once they arrive",
+                                     read_only=True)
+        if self._joint_source not in ("bag", "commands"):
+            raise ValueError(f"mock_robot: joint_source must be 'bag' or 'commands', got "
+                             f"{self._joint_source!r}")
         size = declare(self, "image_size", [120, 160], "generated frame height, width")
         self._image_hw = (int(size[0]), int(size[1]))
 
@@ -52,6 +64,8 @@ class MockRobotNode(Node):
             for c in emb.cameras
         }
         self._sim_pub = self.create_publisher(JointState, "~/simulated_joint_states", 10)
+        # the bag's joint states as recorded, whatever joint_source says (for comparison)
+        self._recorded_pub = self.create_publisher(JointState, "~/recorded_joint_states", 10)
         for group in emb.outputs:
             self.create_subscription(conv.MESSAGE_TYPES[group.kind], group.topic,
                                      self._command_cb(group), COMMAND_QOS)
@@ -115,14 +129,31 @@ class MockRobotNode(Node):
         sim = conv.joint_state(self._emb.dim_names, self._x, stamp)
         self._sim_pub.publish(sim)
         if self._player is not None:
+            following = self._joint_source == "commands" and self._commands_received > 0
             for item in self._player.due(now):
-                pub = self._joint_pubs.get(item.topic) or self._camera_pubs.get(item.topic)
-                pub.publish(item.msg)
-            return
+                if item.topic in self._joint_pubs:
+                    self._recorded_pub.publish(item.msg)
+                    if following:
+                        continue
+                    if self._joint_source == "commands":
+                        self._sync_to(item.msg)
+                    self._joint_pubs[item.topic].publish(item.msg)
+                else:
+                    self._camera_pubs[item.topic].publish(item.msg)
+            if not following:
+                return
         joint_index = self._emb.position_joint_indices
         for ji in self._emb.joint_inputs:
             values = [self._x[joint_index[j]] if j in joint_index else 0.0 for j in ji.joints]
             self._joint_pubs[ji.topic].publish(conv.joint_state(ji.joints, values, stamp))
+
+    def _sync_to(self, msg: JointState) -> None:
+        """Set the simulated state (and target) to a recorded joint state's values."""
+        joint_index = self._emb.position_joint_indices
+        for name, value in zip(msg.name, msg.position):
+            j = joint_index.get(name)
+            if j is not None and math.isfinite(value):
+                self._x[j] = self._target[j] = value
 
     def _init_from_bag(self) -> None:
         """Start the simulated state at the bag's first joint states."""

@@ -26,6 +26,9 @@ class Recording:
     commands: dict[str, list[tuple[float, object]]] = field(default_factory=lambda:
                                                             defaultdict(list))
     joints: list[tuple[float, float, dict[str, float]]] = field(default_factory=list)
+    # the mock robot's bag joint states as recorded (differs from ``joints`` once it follows
+    # the commands); same layout as ``joints``
+    recorded: list[tuple[float, float, dict[str, float]]] = field(default_factory=list)
     simulated: list[tuple[float, np.ndarray]] = field(default_factory=list)
     executions: list[tuple[float, ChunkExecution]] = field(default_factory=list)
     policy_status: PolicyStatus | None = None
@@ -52,6 +55,8 @@ class MonitorNode(Node):
             self.create_subscription(JointState, ji.topic, self._on_joints, SENSOR_QOS)
         self.create_subscription(JointState, "/mock_robot/simulated_joint_states",
                                  self._on_simulated, 10)
+        self.create_subscription(JointState, "/mock_robot/recorded_joint_states",
+                                 self._on_recorded, 10)
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         with self.lock:
@@ -72,6 +77,11 @@ class MonitorNode(Node):
         with self.lock:
             self.rec.joints.append((now_s(self), conv.to_sec(msg.header.stamp),
                                     dict(zip(msg.name, msg.position))))
+
+    def _on_recorded(self, msg: JointState) -> None:
+        with self.lock:
+            self.rec.recorded.append((now_s(self), conv.to_sec(msg.header.stamp),
+                                      dict(zip(msg.name, msg.position))))
 
     def _on_simulated(self, msg: JointState) -> None:
         with self.lock:
