@@ -6,6 +6,8 @@
     faster-ros check-config config/*.yaml   validate embodiment configs
     faster-ros tokenizer train|eval ...     FASTerVQ training / evaluation
     faster-ros policy train|eval ...        FASTerVLA training / offline evaluation
+    faster-ros replay BAG --embodiment X    policy (or --tokenizer-only) vs a rosbag2; --publish
+    faster-ros record OUT --embodiment X    record the stack's inputs, outputs and modes
 
 Heavy modules are imported by the subcommand that needs them, so ``--help`` is instant.
 """
@@ -127,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate embodiment config files")
     p.add_argument("configs", nargs="+")
     p.set_defaults(func=_check_config)
+
+    from faster_ros.replay import command as replay_command  # argparse only: cheap
+
+    p = sub.add_parser("replay", help="replay a rosbag2: offline policy check or live on /clock")
+    replay_command.add_replay_arguments(p)
+    p.set_defaults(func=replay_command.run_replay)
+    p = sub.add_parser("record", help="record the stack's topics to a rosbag2")
+    replay_command.add_record_arguments(p)
+    p.set_defaults(func=replay_command.run_record)
 
     for name, verbs in DELEGATED.items():
         p = sub.add_parser(name, help=f"{name} commands: {', '.join(verbs)}")

@@ -1,0 +1,112 @@
+"""Offline replay: the live policy node's loop, driven by a bag instead of DDS. No rclpy.
+
+The messages go, in bag order, into the same :class:`~faster_ros.observation.ObservationAssembler`
+the policy node uses; whenever a new chunk is due (every ``execute_steps`` control periods, like
+the node's replan timer) and a sample of the reference input arrives, the observation is
+assembled at that arrival time, the policy predicts a chunk and the node's own checks
+(:func:`~faster_ros.inference.chunk_problem`) decide whether it would have been published.
+
+``at_stamps`` instead assembles exactly at the reference samples with those stamps (the
+observations of a live run, for the parity check).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from faster_ros.inference import chunk_problem
+from faster_ros.observation import ObservationAssembler
+from faster_ros.replay.bag import ReplayInputs
+
+
+@dataclass
+class ChunkRecord:
+    """One inference of the replay."""
+
+    stamp: float  # s, observation stamp (ActionChunk.header.stamp live)
+    now: float  # s, when it was assembled (bag time)
+    state: np.ndarray  # (S,)
+    actions: np.ndarray | None  # (H, D), None when the output had invalid tokens
+    codes: np.ndarray | None
+    invalid_tokens: int
+    problem: str  # "" when the live node would publish it
+    timing: dict
+
+    @property
+    def published(self) -> bool:
+        return not self.problem
+
+
+@dataclass
+class ReplayRun:
+    chunks: list[ChunkRecord]
+    attempts: int
+    failures: Counter = field(default_factory=Counter)  # assembly failure reason -> count
+    wall_s: float = 0.0
+
+
+def _reason_kind(reason: str) -> str:
+    """Group failure reasons that differ only in numbers."""
+    return "".join("#" if c.isdigit() else c for c in reason)
+
+
+def run_offline(inputs: ReplayInputs, policy, *, instruction: str | None = None,
+                replan_s: float | None = None, at_stamps: Sequence[float] | None = None,
+                max_chunks: int | None = None, progress: bool = True) -> ReplayRun:
+    """Replay ``inputs`` through the observation assembler and ``policy``."""
+    from tqdm import tqdm
+
+    emb = inputs.embodiment
+    assembler = ObservationAssembler(emb)
+    text = emb.policy.instruction if instruction is None else instruction
+    replan = replan_s or emb.control.execute_steps * emb.control.dt
+    wanted = None if at_stamps is None else np.sort(np.asarray(at_stamps, dtype=np.float64))
+    run = ReplayRun([], 0)
+    last_attempt = -math.inf
+    start = time.perf_counter()
+    bar = tqdm(inputs.samples, desc=f"replay {inputs.path.name}", unit="msg",
+               disable=not progress, leave=False)
+    for s in bar:
+        if s.kind == "camera":
+            assembler.add_image(s.name, s.stamp, s.payload)
+        else:
+            assembler.add_joints(s.name, s.stamp, *s.payload)
+        if s.name != assembler.reference:
+            continue
+        if wanted is not None:
+            k = int(np.searchsorted(wanted, s.stamp))
+            near = [abs(wanted[i] - s.stamp) for i in (k - 1, k) if 0 <= i < len(wanted)]
+            if not near or min(near) > 5e-4:
+                continue
+        elif s.t_bag - last_attempt < replan - 1e-9:
+            continue
+        last_attempt = s.t_bag
+        run.attempts += 1
+        result = assembler.assemble(s.t_bag, text)
+        if result.observation is None:
+            run.failures[_reason_kind(result.reason)] += 1
+            continue
+        obs = result.observation
+        try:
+            out = policy.predict_action_chunk(obs)
+        except Exception as exc:  # the live node keeps running and counts it as rejected
+            run.chunks.append(ChunkRecord(obs.stamp, s.t_bag, obs.state, None, None, 0,
+                                          f"inference failed: {type(exc).__name__}: {exc}", {}))
+            continue
+        problem = chunk_problem(out, emb)
+        actions = None if out.actions is None else np.asarray(out.actions, dtype=np.float64)
+        run.chunks.append(ChunkRecord(obs.stamp, s.t_bag, np.asarray(obs.state), actions,
+                                      None if out.codes is None else np.asarray(out.codes),
+                                      len(out.invalid), problem, dict(out.timing)))
+        bar.set_postfix(chunks=len(run.chunks))
+        if max_chunks is not None and len(run.chunks) >= max_chunks:
+            break
+    bar.close()
+    run.wall_s = time.perf_counter() - start
+    return run
