@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from faster_ros.paths import config_path
+from faster_ros.rotations import EULER_AXES, ROTATION_SIZES, ROTATIONS
 
 DIMENSION_KINDS = ("position", "velocity")
 INTERFACE_KINDS = (
@@ -28,7 +29,10 @@ INTERFACE_KINDS = (
     "gripper_position",  # sensor_msgs/JointState with position[0], streamed (R1 Lite grippers)
     "forward_command",  # std_msgs/Float64MultiArray to a ros2_control forward_command_controller
     "twist_base",  # geometry_msgs/TwistStamped velocity command for a mobile base
+    "pose_stamped",  # geometry_msgs/PoseStamped end-effector target, streamed (R1 Lite arms)
 )
+EE_POSITIONS = ("absolute", "delta")
+DELTA_FRAMES = ("base", "tool")
 TWIST_FIELDS = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
 CAMERA_TYPES = ("Image", "CompressedImage")
 
@@ -144,6 +148,61 @@ class OutputGroup:
     indices: tuple[int, ...]
     joints: tuple[str, ...]
     fields: tuple[str, ...]
+    end_effector: str | None = None  # pose_stamped: the end effector whose pose it carries
+    frame_id: str = ""  # pose_stamped: header.frame_id of the targets
+
+
+@dataclass(frozen=True)
+class EndEffector:
+    """An end-effector action group: a pose target in ``frame`` (PoseStamped header.frame_id).
+
+    Its action dimensions are derived and appended after the config's ``dimensions``, in the
+    order of ``end_effectors``: ``<name>_x/_y/_z`` (m), then the rotation in the ``rotation``
+    representation (faster_ros.rotations): ``<name>_rx/_ry/_rz`` (axis_angle),
+    ``<name>_euler0..2`` (euler, axis order ``euler_axes``), ``<name>_qw/_qx/_qy/_qz``
+    (quaternion) or ``<name>_r6d0..5`` (rot6d). ``position`` "absolute": targets in ``frame``;
+    "delta": per-step increments accumulated from the commanded pose (translations added in
+    ``frame``; rotations composed in ``frame`` with ``delta_frame`` "base", in the end-effector
+    frame with "tool"), each bounded by ``max_step_translation`` (m) / ``max_step_rotation``
+    (rad). ``gripper`` names its gripper dimension (declared in ``dimensions``). The safety gate
+    keeps the commanded pose inside ``workspace_lower``..``workspace_upper`` (m, in ``frame``),
+    its speeds under ``max_linear_speed`` (m/s) / ``max_angular_speed`` (rad/s) and seam jumps
+    under ``max_seam_translation`` (m) / ``max_seam_rotation`` (rad). The robot reports the pose
+    on ``feedback_topic`` (PoseStamped)."""
+
+    name: str
+    frame: str
+    position: str
+    rotation: str
+    euler_axes: str | None
+    delta_frame: str
+    workspace_lower: tuple[float, float, float]
+    workspace_upper: tuple[float, float, float]
+    max_linear_speed: float
+    max_angular_speed: float
+    max_seam_translation: float
+    max_seam_rotation: float
+    max_step_translation: float | None
+    max_step_rotation: float | None
+    feedback_topic: str
+    feedback_max_age_s: float
+    gripper: str | None
+    position_dims: tuple[str, ...]
+    rotation_dims: tuple[str, ...]
+    position_indices: tuple[int, ...]
+    rotation_indices: tuple[int, ...]
+
+    @property
+    def is_delta(self) -> bool:
+        return self.position == "delta"
+
+    @property
+    def pose_dims(self) -> tuple[str, ...]:
+        return self.position_dims + self.rotation_dims
+
+    @property
+    def pose_indices(self) -> tuple[int, ...]:
+        return self.position_indices + self.rotation_indices
 
 
 @dataclass(frozen=True)
@@ -162,6 +221,13 @@ class Embodiment:
     joint_inputs: tuple[JointInput, ...]
     outputs: tuple[OutputGroup, ...]
     replay: dict[str, str] = field(default_factory=dict)
+    end_effectors: tuple[EndEffector, ...] = ()  # pose action groups (their dims come last)
+
+    def end_effector(self, name: str) -> EndEffector:
+        for ee in self.end_effectors:
+            if ee.name == name:
+                return ee
+        raise KeyError(f"embodiment {self.name!r} has no end effector {name!r}")
 
     @property
     def action_dim(self) -> int:
@@ -290,7 +356,7 @@ class _Reader:
 def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
     dims: list[Dimension] = []
     seen: set[str] = set()
-    for r in top.items("dimensions"):
+    for r in top.items("dimensions", allow_empty="end_effectors" in top.data):
         r.mapping({"name", "unit", "kind", "limits", "max_rate", "joint", "max_seam_jump"},
                   {"name", "limits"})
         name = r.get("name", str)
@@ -350,7 +416,8 @@ def _check_partition(
         raise r.fail(f"dimension {missing[0]!r} is in no group (groups must cover all)", key)
 
 
-def _tokenizer(top: _Reader, dim_names: tuple[str, ...]) -> TokenizerSpec:
+def _tokenizer(top: _Reader, dim_names: tuple[str, ...],
+               derived: tuple[PatchGroup, ...] = ()) -> TokenizerSpec:
     r = top.child("tokenizer").mapping(
         {"chunk_size", "time_patch", "code_horizon", "code_dims", "codebooks", "codebook_size",
          "latent_dim", "patch_groups"},
@@ -359,14 +426,24 @@ def _tokenizer(top: _Reader, dim_names: tuple[str, ...]) -> TokenizerSpec:
     index = {n: i for i, n in enumerate(dim_names)}
     groups: list[PatchGroup] = []
     seen: set[str] = set()
-    for g in r.items("patch_groups"):
+    owned = {dim_names[i]: g.name for g in derived for i in g.indices}
+    for g in r.items("patch_groups", allow_empty=bool(derived)):
         g.mapping({"name", "dims"}, {"name", "dims"})
         name = g.get("name", str)
         if name in seen:
             raise g.fail(f"duplicate group name {name!r}", "name")
         seen.add(name)
         dims = g.names("dims")
+        taken = [n for n in dims if n in owned]
+        if taken:
+            raise g.fail(f"dimension {taken[0]!r} is in the derived patch group "
+                         f"{owned[taken[0]]!r} of its end effector; leave it out here", "dims")
         groups.append(PatchGroup(name, dims, _resolve(g, "dims", dims, index)))
+    for d in derived:
+        if d.name in seen:
+            raise r.fail(f"group name {d.name!r} is taken by an end effector's derived group",
+                         "patch_groups")
+        groups.append(d)
     _check_partition(r, "patch_groups", [(g.name, g.indices) for g in groups], dim_names)
     chunk = r.positive("chunk_size", int)
     time_patch = r.positive("time_patch", int)
@@ -471,13 +548,19 @@ def _joint_inputs(top: _Reader) -> tuple[tuple[JointInput, ...], tuple[str, ...]
     return tuple(inputs), tuple(state)
 
 
-def _outputs(top: _Reader, dim_names: tuple[str, ...]) -> tuple[OutputGroup, ...]:
+def _outputs(top: _Reader, dim_names: tuple[str, ...],
+             end_effectors: tuple[EndEffector, ...] = ()) -> tuple[OutputGroup, ...]:
     index = {n: i for i, n in enumerate(dim_names)}
     groups: list[OutputGroup] = []
     for r in top.items("outputs"):
-        r.mapping({"name", "kind", "topic", "dims", "joints", "fields"}, {"name", "kind", "topic",
-                                                                          "dims"})
+        r.mapping({"name", "kind", "topic", "dims", "joints", "fields", "end_effector"},
+                  {"name", "kind", "topic"})
         kind = r.choice("kind", INTERFACE_KINDS)
+        if kind == "pose_stamped" or "end_effector" in r.data:
+            groups.append(_pose_output(r, kind, end_effectors))
+            continue
+        if "dims" not in r.data:
+            raise r.fail("missing required key 'dims'")
         dims = r.names("dims")
         indices = _resolve(r, "dims", dims, index)
         joints = r.names("joints") if "joints" in r.data else dims
@@ -506,6 +589,150 @@ def _outputs(top: _Reader, dim_names: tuple[str, ...]) -> tuple[OutputGroup, ...
     return tuple(groups)
 
 
+def _vector3(r: _Reader, key: str) -> tuple[float, float, float]:
+    value = r.get(key, list)
+    if len(value) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                  and math.isfinite(v) for v in value):
+        raise r.fail(f"expected [x, y, z] (three finite numbers), got {value!r}", key)
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def _rotation_dim_names(name: str, rotation: str) -> tuple[str, ...]:
+    suffixes = {"axis_angle": ("rx", "ry", "rz"), "euler": ("euler0", "euler1", "euler2"),
+                "quaternion": ("qw", "qx", "qy", "qz"),
+                "rot6d": tuple(f"r6d{i}" for i in range(6))}[rotation]
+    return tuple(f"{name}_{s}" for s in suffixes)
+
+
+def _end_effectors(top: _Reader, explicit: tuple[Dimension, ...]
+                   ) -> tuple[tuple[EndEffector, ...], tuple[Dimension, ...],
+                              tuple[PatchGroup, ...]]:
+    """Parse ``end_effectors``: the groups, their derived dimensions (appended after
+    ``explicit``) and their derived patch groups (position, rotation, gripper separately, as
+    FASTer groups action dims by physical meaning)."""
+    if "end_effectors" not in top.data:
+        return (), (), ()
+    explicit_index = {d.name: i for i, d in enumerate(explicit)}
+    names: set[str] = set(explicit_index)
+    ees: list[EndEffector] = []
+    dims: list[Dimension] = []
+    groups: list[PatchGroup] = []
+    grippers: dict[str, str] = {}
+    for r in top.items("end_effectors"):
+        r.mapping({"name", "frame", "position", "rotation", "euler_axes", "delta_frame",
+                   "gripper", "workspace", "max_linear_speed", "max_angular_speed",
+                   "max_seam_translation", "max_seam_rotation", "max_step_translation",
+                   "max_step_rotation", "feedback"},
+                  {"name", "position", "rotation", "workspace", "max_linear_speed",
+                   "max_angular_speed", "feedback"})
+        name = r.get("name", str)
+        if any(ee.name == name for ee in ees):
+            raise r.fail(f"duplicate end effector name {name!r}", "name")
+        position = r.choice("position", EE_POSITIONS)
+        rotation = r.choice("rotation", ROTATIONS)
+        axes = r.get("euler_axes", (str, type(None)), None)
+        if rotation == "euler" and axes not in EULER_AXES:
+            raise r.fail(f"Euler angles need an axis order: unknown value {axes!r} (expected "
+                         f"one of: {', '.join(EULER_AXES)})", "euler_axes")
+        if rotation != "euler" and axes is not None:
+            raise r.fail(f"'euler_axes' only applies to rotation: euler, not {rotation}",
+                         "euler_axes")
+        delta = position == "delta"
+        for key in ("delta_frame", "max_step_translation", "max_step_rotation"):
+            if not delta and key in r.data:
+                raise r.fail(f"{key!r} only applies to position: delta", key)
+        step_t = r.positive("max_step_translation") if delta else None
+        step_r = r.positive("max_step_rotation") if delta else None
+        w = r.child("workspace").mapping({"lower", "upper"}, {"lower", "upper"})
+        lower, upper = _vector3(w, "lower"), _vector3(w, "upper")
+        bad = [a for a, lo, hi in zip("xyz", lower, upper) if lo >= hi]
+        if bad:
+            raise w.fail(f"inverted workspace in {bad[0]}: lower {list(lower)} upper "
+                         f"{list(upper)}")
+        lin, ang = r.positive("max_linear_speed"), r.positive("max_angular_speed")
+        fb = r.child("feedback").mapping({"topic", "max_age_s"}, {"topic"})
+        gripper = r.get("gripper", (str, type(None)), None)
+        if gripper is not None:
+            if gripper not in explicit_index:
+                raise r.fail(f"unknown gripper dimension {gripper!r} (declare it in "
+                             f"'dimensions')", "gripper")
+            if gripper in grippers:
+                raise r.fail(f"gripper {gripper!r} is already the gripper of "
+                             f"{grippers[gripper]!r}", "gripper")
+            grippers[gripper] = name
+        pos_names = tuple(f"{name}_{a}" for a in "xyz")
+        rot_names = _rotation_dim_names(name, rotation)
+        for n in pos_names + rot_names:
+            if n in names:
+                raise r.fail(f"derived dimension {n!r} clashes with another dimension", "name")
+            names.add(n)
+        start = len(explicit) + len(dims)
+        pos_idx = tuple(range(start, start + 3))
+        rot_idx = tuple(range(start + 3, start + 3 + ROTATION_SIZES[rotation]))
+        for n, lo, hi in zip(pos_names, lower, upper):
+            lo, hi = (-step_t, step_t) if delta else (lo, hi)
+            dims.append(Dimension(n, "m", "position", lo, hi, math.inf if delta else lin, None))
+        unit = "rad" if rotation in ("axis_angle", "euler") else "1"
+        bound = step_r if (delta and unit == "rad") else math.pi if unit == "rad" else 1.0
+        for n in rot_names:
+            dims.append(Dimension(n, unit, "position", -bound, bound,
+                                  math.inf if delta else ang, None))
+        groups.append(PatchGroup(f"{name}_position", pos_names, pos_idx))
+        groups.append(PatchGroup(f"{name}_rotation", rot_names, rot_idx))
+        if gripper is not None:
+            groups.append(PatchGroup(f"{name}_gripper", (gripper,), (explicit_index[gripper],)))
+        ees.append(EndEffector(
+            name=name, frame=r.get("frame", str, "base_link"), position=position,
+            rotation=rotation, euler_axes=axes,
+            delta_frame=r.choice("delta_frame", DELTA_FRAMES, "base"),
+            workspace_lower=lower, workspace_upper=upper, max_linear_speed=lin,
+            max_angular_speed=ang,
+            max_seam_translation=r.positive("max_seam_translation", float, 0.02),
+            max_seam_rotation=r.positive("max_seam_rotation", float, 0.1),
+            max_step_translation=step_t, max_step_rotation=step_r,
+            feedback_topic=fb.get("topic", str),
+            feedback_max_age_s=fb.positive("max_age_s", float, 0.1),
+            gripper=gripper, position_dims=pos_names, rotation_dims=rot_names,
+            position_indices=pos_idx, rotation_indices=rot_idx))
+    return tuple(ees), tuple(dims), tuple(groups)
+
+
+def _check_end_effectors(top: _Reader, emb: Embodiment) -> None:
+    """End-effector dims go to their own pose_stamped output (exactly one per end effector), and
+    no pose feedback topic is also a joint input."""
+    owner = {i: ee.name for ee in emb.end_effectors for i in ee.pose_indices}
+    for g in emb.outputs:
+        for i in g.indices:
+            if i in owner and g.end_effector != owner[i]:
+                raise top.fail(f"dimension {emb.dimensions[i].name!r} belongs to end effector "
+                               f"{owner[i]!r}; route it with a pose_stamped output "
+                               f"(end_effector: {owner[i]})", "outputs")
+    joint_topics = {j.topic for j in emb.joint_inputs}
+    for ee in emb.end_effectors:
+        if ee.feedback_topic in joint_topics:
+            raise top.fail(f"end effector {ee.name!r}: feedback topic {ee.feedback_topic!r} is "
+                           f"also a joint input", "end_effectors")
+
+
+def _pose_output(r: _Reader, kind: str, end_effectors: tuple[EndEffector, ...]) -> OutputGroup:
+    """A ``pose_stamped`` output: ``end_effector`` names the group; its dims are derived."""
+    if kind != "pose_stamped":
+        raise r.fail(f"'end_effector' only applies to pose_stamped outputs, not {kind}",
+                     "end_effector")
+    for key in ("dims", "joints", "fields"):
+        if key in r.data:
+            raise r.fail(f"a pose_stamped output takes no {key!r}: its dimensions are those of "
+                         f"its end_effector", key)
+    name = r.get("end_effector", str)
+    known = {ee.name: ee for ee in end_effectors}
+    if name not in known:
+        listed = ", ".join(known) or "none declared"
+        raise r.fail(f"unknown end effector {name!r} (end_effectors: {listed})", "end_effector")
+    ee = known[name]
+    return OutputGroup(r.get("name", str), kind, r.get("topic", str), ee.pose_dims,
+                       ee.pose_indices, ee.pose_dims, (), end_effector=name, frame_id=ee.frame)
+
+
 def _check_kinds(top: _Reader, emb: Embodiment) -> None:
     """Velocity dimensions go to twist outputs, positions to position interfaces, and every
     position dimension is observed in some joint input (the executor must know where it is)."""
@@ -531,12 +758,14 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> Embodiment:
     """Validate a parsed YAML mapping and build the frozen :class:`Embodiment`."""
     top = _Reader(source, data).mapping(
         {"name", "description", "dimensions", "tokenizer", "policy", "control", "cameras",
-         "joint_inputs", "outputs", "replay"},
+         "joint_inputs", "outputs", "replay", "end_effectors"},
         {"name", "dimensions", "tokenizer", "policy", "control", "joint_inputs", "outputs"},
     )
     dims = _dimensions(top)
+    end_effectors, ee_dims, ee_groups = _end_effectors(top, dims)
+    dims = dims + ee_dims
     dim_names = tuple(d.name for d in dims)
-    tokenizer = _tokenizer(top, dim_names)
+    tokenizer = _tokenizer(top, dim_names, ee_groups)
     joint_inputs, state = _joint_inputs(top)
     replay = top.get("replay", dict, {})
     emb = Embodiment(
@@ -550,10 +779,12 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> Embodiment:
         control=_control(top, tokenizer.chunk_size),
         cameras=_cameras(top),
         joint_inputs=joint_inputs,
-        outputs=_outputs(top, dim_names),
+        outputs=_outputs(top, dim_names, end_effectors),
         replay={str(k): str(v) for k, v in replay.items()},
+        end_effectors=end_effectors,
     )
     _check_kinds(top, emb)
+    _check_end_effectors(top, emb)
     return emb
 
 
