@@ -34,6 +34,21 @@ def test_source_parsing_and_dim_map():
     assert out.tolist() == [[2.0, 0.0, 0.0], [5.0, 0.0, 3.0]]
 
 
+def test_dim_map_affine_entries_bring_stand_in_data_into_target_units():
+    # a 0..1 hand value as a 0..100 mm gripper, a [-1, 1] (closed = 1) command flipped to mm
+    s = Source.parse("x.npz@1*100,0*-50+50,z,2+0.5,1*1e-3")
+    assert s.dim_map == ((1, 100.0, 0.0), (0, -50.0, 50.0), None, (2, 1.0, 0.5),
+                         (1, 1e-3, 0.0))
+    assert Source.parse(s.spec_string()) == s  # recorded in provenance, re-read at evaluation
+    out = apply_dim_map(np.array([[1.0, 0.25, 2.0]]), s.dim_map)
+    np.testing.assert_allclose(out, [[25.0, 0.0, 0.0, 2.5, 0.00025]])
+    for bad in ("1*", "1*a", "1-", "x", "1*2+"):
+        with pytest.raises(ValueError, match="bad dimension map entry"):
+            Source.parse(f"x.npz@{bad}")
+    with pytest.raises(ValueError, match="refers to dim 7 of a 3-D source"):
+        apply_dim_map(np.zeros((2, 3)), ((7, 2.0, 0.0),))
+
+
 def test_split_by_episode_and_windows(npz):
     sp = load_split(Source(npz), 3, 0.2)
     assert len(sp.train) == 8 and len(sp.heldout) == 2

@@ -20,8 +20,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A few thousand parameters: unit tests only.
     "debug": dict(width=16, heads=2, enc_layers=1, dec_layers=1, latent_dim=8, codebook_size=16,
                   ff_mult=2, steps=20, warmup_steps=2, batch_size=16, kmeans_iters=2),
-    # ~1-2M parameters: trains on a laptop CPU in minutes, decodes a chunk in ~1 ms.
-    "small": dict(width=128, heads=4, enc_layers=2, dec_layers=2, latent_dim=128),
+    # ~0.6-0.8M parameters, the shipped recipe: trains on a shared 2-core CPU in 25-60 min.
+    # 8-dim latent lookups and PCA-initialised linear skip paths (chosen on validation episodes,
+    # see models/g1_inspire_vq/README.md). from_embodiment keeps the embodiment's K and
+    # latent_dim, so the shipped models were trained with --set latent_dim=8.
+    "small": dict(width=64, heads=4, enc_layers=2, dec_layers=2, latent_dim=8,
+                  codebook_size=4096, linear_skip=True, kmeans_iters=20, lr=3e-4,
+                  warmup_steps=200, steps=2000, batch_size=128),
     # Paper scale (A.2): K 4096, lr 1e-4, 1000 warm-up steps, GPU training.
     "paper": dict(width=256, heads=8, enc_layers=4, dec_layers=4, latent_dim=128,
                   codebook_size=4096, lr=1e-4, warmup_steps=1000, steps=300_000, batch_size=512),
@@ -215,7 +220,7 @@ class VQConfig:
             dim_names=tuple(emb.dim_names),
             embodiment=emb.name,
         )
-        if preset != "debug":
+        if preset != "debug":  # the embodiment's K and latent size win over the preset's
             fields.update(codebook_size=spec.codebook_size, latent_dim=spec.latent_dim)
         fields.update(overrides)
         return cls(**fields)

@@ -5,8 +5,10 @@ written ``PATH[:RATIO][@MAP]``:
 
     RATIO  relative sampling weight in a mixture (FASTer Table 3), default 1
     MAP    comma-separated source dimension per target dimension, ``z`` for a constant zero,
-           e.g. ``@0,1,2,3,4,5,z`` (default: identity). Used to put stand-in data on another
-           robot's action layout.
+           e.g. ``@0,1,2,3,4,5,z`` (default: identity); an entry ``I*S+O`` (``*S`` and ``+O``
+           optional, e.g. ``17*100`` or ``6*-50+50``) takes source dimension I times S plus O,
+           to bring stand-in data into the target's units (a 0..1 hand value as a 0..100 mm
+           gripper). Used to put stand-in data on another robot's action layout.
 
 Whole episodes are held out (the last ``heldout_fraction`` of each source, in file order), and the
 split is recorded by episode name so evaluation never touches training episodes. Chunks are
@@ -16,6 +18,7 @@ padded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,11 @@ import numpy as np
 
 from faster_ros.data import DatasetSpec, chunk_windows, read_episodes, split_episodes
 
+# one target dimension: a source index, None (constant zero) or (index, scale, offset)
+MapEntry = int | None | tuple[int, float, float]
+_NUM = r"(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_AFFINE = re.compile(rf"^(?P<index>\d+)(?:\*(?P<scale>[-+]?{_NUM}))?(?P<offset>[-+]{_NUM})?$")
+
 
 @dataclass(frozen=True)
 class Source:
@@ -31,7 +39,7 @@ class Source:
 
     path: Path
     ratio: float = 1.0
-    dim_map: tuple[int | None, ...] | None = None
+    dim_map: tuple[MapEntry, ...] | None = None
 
     @classmethod
     def parse(cls, text: str) -> Source:
@@ -45,36 +53,51 @@ class Source:
     def spec_string(self) -> str:
         text = f"{self.path}:{self.ratio:g}"
         if self.dim_map is not None:
-            text += "@" + ",".join("z" if i is None else str(i) for i in self.dim_map)
+            text += "@" + ",".join(_format_entry(e) for e in self.dim_map)
         return text
 
 
-def parse_dim_map(text: str) -> tuple[int | None, ...]:
-    """``"0,1,z,3"`` -> (0, 1, None, 3)."""
-    out: list[int | None] = []
+def _format_entry(entry: MapEntry) -> str:
+    if entry is None:
+        return "z"
+    if isinstance(entry, int):
+        return str(entry)
+    index, scale, offset = entry
+    return f"{index}*{scale!r}" + (f"{offset:+}" if offset else "")
+
+
+def parse_dim_map(text: str) -> tuple[MapEntry, ...]:
+    """``"0,1,z,3*100,4*-50+50"`` -> (0, 1, None, (3, 100.0, 0.0), (4, -50.0, 50.0))."""
+    out: list[MapEntry] = []
     for item in text.split(","):
         item = item.strip()
+        m = _AFFINE.match(item)
         if item == "z":
             out.append(None)
         elif item.isdigit():
             out.append(int(item))
+        elif m:
+            scale, offset = m["scale"], m["offset"]
+            out.append((int(m["index"]), float(scale or 1.0), float(offset or 0.0)))
         else:
-            raise ValueError(f"bad dimension map entry {item!r} in {text!r} (use ints or 'z')")
+            raise ValueError(f"bad dimension map entry {item!r} in {text!r} (use I, I*S, "
+                             f"I*S+O or 'z')")
     return tuple(out)
 
 
-def apply_dim_map(actions: np.ndarray, dim_map: tuple[int | None, ...] | None) -> np.ndarray:
+def apply_dim_map(actions: np.ndarray, dim_map: tuple[MapEntry, ...] | None) -> np.ndarray:
     """actions (T, D_src) -> (T, len(dim_map)) float32; ``None`` entries are zeros."""
     actions = np.asarray(actions, dtype=np.float32)
     if dim_map is None:
         return actions
-    bad = [i for i in dim_map if i is not None and not 0 <= i < actions.shape[1]]
+    entries = [(e, 1.0, 0.0) if isinstance(e, int) else e for e in dim_map]
+    bad = [e[0] for e in entries if e is not None and not 0 <= e[0] < actions.shape[1]]
     if bad:
         raise ValueError(f"dimension map refers to dim {bad[0]} of a {actions.shape[1]}-D source")
     out = np.zeros((len(actions), len(dim_map)), dtype=np.float32)
-    for j, i in enumerate(dim_map):
-        if i is not None:
-            out[:, j] = actions[:, i]
+    for j, e in enumerate(entries):
+        if e is not None:
+            out[:, j] = actions[:, e[0]] * np.float32(e[1]) + np.float32(e[2])
     return out
 
 
