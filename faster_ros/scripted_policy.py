@@ -4,6 +4,7 @@ It answers ``predict_action_chunk(observation)`` like FASTerVLA does (same outpu
 smooth wave around the observed joint positions, so that the runtime (alignment, timing, blending,
 safety gate, controllers) can be exercised on a robot or mock robot before a trained model exists.
 It is not a learned policy and never claims to be one: its model id is ``builtin:wave``.
+``builtin:faults`` is the same wave that misbehaves on request (fault-injection tests).
 """
 
 from __future__ import annotations
@@ -61,8 +62,47 @@ class WavePolicy:
         return ScriptedOutput(actions=actions, timing={"total_ms": ms, "context_ms": ms})
 
 
+FAULT_PREFIX = "fault:"
+
+
+class FaultInjectingPolicy(WavePolicy):
+    """``builtin:faults``: the wave policy, misbehaving on request, for fault-injection tests.
+
+    The fault is chosen by the instruction (topic or SetInstruction service), so that a running
+    stack can be driven through faults and back: ``fault:raise`` raises in inference,
+    ``fault:slow=<s>`` sleeps ``s`` seconds before answering (inference slower than the chunk),
+    ``fault:nan`` returns NaN actions, ``fault:jump`` returns a plan far from the robot (a seam
+    jump the executor must reject). Any other instruction: the plain wave.
+    """
+
+    def predict_action_chunk(self, observation) -> ScriptedOutput:
+        fault = str(getattr(observation, "instruction", "") or "")
+        if fault.startswith(FAULT_PREFIX):
+            kind, _, arg = fault[len(FAULT_PREFIX):].partition("=")
+            if kind == "raise":
+                raise RuntimeError("injected fault: the policy raised")
+            t0 = time.perf_counter()
+            if kind == "slow":
+                time.sleep(float(arg or 1.0))
+            out = super().predict_action_chunk(observation)
+            out.timing["total_ms"] = (time.perf_counter() - t0) * 1e3
+            if kind == "nan":
+                out.actions[len(out.actions) // 2, 0] = np.nan
+            elif kind == "jump":
+                span = self.emb.upper - self.emb.lower
+                far = np.where(out.actions[0] > (self.emb.lower + self.emb.upper) / 2, -0.4, 0.4)
+                shifted = out.actions + np.where(self.emb.is_velocity, 0.0, far * span)
+                out.actions = np.clip(shifted, self.emb.lower, self.emb.upper)
+            return out
+        return super().predict_action_chunk(observation)
+
+
+BUILTINS = {"wave": WavePolicy, "faults": FaultInjectingPolicy}
+
+
 def load_builtin(name: str, emb: Embodiment):
     kind = name[len(BUILTIN_PREFIX):]
-    if kind == "wave":
-        return WavePolicy(emb)
-    raise ValueError(f"unknown builtin policy {name!r} (known: builtin:wave)")
+    if kind in BUILTINS:
+        return BUILTINS[kind](emb)
+    known = ", ".join(BUILTIN_PREFIX + k for k in BUILTINS)
+    raise ValueError(f"unknown builtin policy {name!r} (known: {known})")

@@ -51,6 +51,7 @@ class ChunkExecutorNode(Node):
         self._new_trajectory = False
         self._was_holding = True
         self._last_reason = "waiting for joint states"
+        self._last_rejection = ""  # why the newest chunk was refused ("" once one is accepted)
         self._dropped = 0
 
         group = MutuallyExclusiveCallbackGroup()
@@ -86,6 +87,8 @@ class ChunkExecutorNode(Node):
             self._core.set_measured(measured, now_s(self))
             if not self._initialised:
                 self._initialised = True
+                self._last_reason = ("joint states complete: waiting for the first valid chunk "
+                                     "(the robot's own controller holds)")
                 self.get_logger().info("joint states complete: holding the measured position")
 
     def _measured(self) -> np.ndarray | None:
@@ -111,13 +114,14 @@ class ChunkExecutorNode(Node):
             return
         result = self._core.submit(chunk, now)
         if not result.accepted:
-            self._last_reason = f"chunk {chunk.sequence} rejected: {result.summary}"
-            self.get_logger().error(self._last_reason, throttle_duration_sec=1.0)
+            self._last_rejection = f"chunk {chunk.sequence} rejected: {result.summary}"
+            self.get_logger().error(self._last_rejection, throttle_duration_sec=1.0)
             self._report(msg, result.action, result.reasons, 0, 0, result.interventions)
             return
         if result.action != "ok":
             self.get_logger().warning(f"chunk {chunk.sequence}: {result.summary}",
                                       throttle_duration_sec=1.0)
+        self._last_rejection = ""
         self._new_trajectory = True
         self._publish_commands(now)  # the new chunk's commands go out now, not at the next tick
         kept = result.chunk.horizon
@@ -126,8 +130,8 @@ class ChunkExecutorNode(Node):
 
     def _drop(self, msg: ActionChunk, why: str) -> None:
         self._dropped += 1
-        self._last_reason = f"chunk {msg.sequence} dropped: {why}"
-        self.get_logger().warning(self._last_reason, throttle_duration_sec=2.0)
+        self._last_rejection = f"chunk {msg.sequence} dropped: {why}"
+        self.get_logger().warning(self._last_rejection, throttle_duration_sec=2.0)
         self._report(msg, ChunkExecution.VERDICT_DROPPED, (why,), 0, 0, 0)
 
     def _report(self, msg: ActionChunk, verdict: str, reasons, dropped: int, kept: int,
@@ -211,6 +215,8 @@ class ChunkExecutorNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.mode = PolicyStatus.MODE_HOLD if self._was_holding else PolicyStatus.MODE_POLICY
         msg.reason = self._last_reason if self._was_holding else "executing"
+        if self._last_rejection:  # the watchdog says that no chunk came; this says why
+            msg.reason += f"; last chunk refused: {self._last_rejection}"
         msg.chunks_produced = int(st.accepted)
         msg.chunks_rejected = int(st.rejected + self._dropped)
         msg.safety_interventions = int(st.interventions)

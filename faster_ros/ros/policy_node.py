@@ -71,6 +71,7 @@ class PolicyNode(LifecycleNode):
         self._produced = 0
         self._rejected = 0
         self._sequence = 0
+        self._last_obs_stamp: float | None = None  # observation of the last inference
         self._input_errors: dict[str, str] = {}
         self._received: dict[str, OrderedDict[float, float]] = {}
         self._arrivals: dict[str, deque[float]] = {}
@@ -280,8 +281,13 @@ class PolicyNode(LifecycleNode):
         self._ages = dict(result.ages)
         if result.observation is None:
             self._reason = result.reason
+            self.get_logger().warning(f"no observation used: {result.reason}",
+                                      throttle_duration_sec=2.0)
             return False
         obs = result.observation
+        if obs.stamp == self._last_obs_stamp:
+            return False  # nothing new since the last chunk: the executor would refuse a copy
+        self._last_obs_stamp = obs.stamp
         out = self._policy.predict_action_chunk(obs)
         self._last_ms = float(out.timing.get("total_ms", 0.0))
         problem = chunk_problem(out, self._emb)  # the same checks as offline replay
@@ -303,10 +309,25 @@ class PolicyNode(LifecycleNode):
         if received > 0:
             msg.observation_received = conv.to_time(received)
         self._chunk_pub.publish(msg)
+        late = self._too_late(chunk)
         with self._lock:
             self._produced += 1
-            self._reason = "running"
+            self._reason = late or "running"
+        if late:
+            self.get_logger().warning(late, throttle_duration_sec=2.0)
         return True
+
+    def _too_late(self, chunk: Chunk) -> str:
+        """Why a just published chunk is of no use ("" when it is): every step is already past
+        (inference slower than the whole chunk). It is still published, so that the executor
+        records its verdict; the status says what to fix."""
+        now = now_s(self)
+        if chunk.end_time >= now + self._emb.control.min_lead_s:
+            return ""
+        return (f"inference too slow: {now - chunk.start_time:.2f} s from observation to chunk, "
+                f"longer than the whole chunk ({chunk.horizon} steps, "
+                f"{chunk.end_time - chunk.start_time:.2f} s); the executor cannot use it and "
+                f"holds")
 
     # ------------------------------------------------------------------------------- status
 
