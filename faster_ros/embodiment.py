@@ -35,6 +35,16 @@ EE_POSITIONS = ("absolute", "delta")
 DELTA_FRAMES = ("base", "tool")
 TWIST_FIELDS = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
 CAMERA_TYPES = ("Image", "CompressedImage")
+MODES = ("TELEOP", "POLICY", "HOLD")  # faster_msgs/PolicyStatus MODE_* values the runtime takes
+TELEOP_TYPES = (
+    "JointState",  # sensor_msgs/JointState from a leader arm, matched to dimensions by joint name
+    "JointTrajectory",  # trajectory_msgs/JointTrajectory (its first point), matched by joint name
+    "Twist",  # geometry_msgs/Twist for a mobile base, mapped through the twist_base fields
+)
+# Default handoff topics (faster_ros.graph re-exports them; launch files and bringup read both).
+DEFAULT_DEADMAN_TOPIC = "/faster/deadman"
+DEFAULT_TELEOP_JOINT_TOPIC = "/faster/teleop/joint_command"
+DEFAULT_TELEOP_TWIST_TOPIC = "/faster/teleop/cmd_vel"
 
 
 class EmbodimentConfigError(ValueError):
@@ -206,6 +216,46 @@ class EndEffector:
 
 
 @dataclass(frozen=True)
+class TeleopInput:
+    """One operator command stream. ``dims`` are the action dimensions it drives (``indices`` in
+    action order); ``names`` are, per dimension, the joint name looked up in the message
+    (JointState / JointTrajectory) or the Twist field (``linear.x`` ...)."""
+
+    topic: str
+    msg_type: str
+    dims: tuple[str, ...]
+    indices: tuple[int, ...]
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HandoffSpec:
+    """Teleop <-> policy handoff (see faster_ros.control.modes and .handoff).
+
+    ``initial_mode``: mode at start. ``blend_time_s``: the first policy chunk after a switch to
+    POLICY is cross-faded from the current command over this time. ``catchup_rate_scale``: on a
+    switch to TELEOP the command moves to the operator's at this fraction of each dimension's
+    ``max_rate`` (and never by more than its seam bound per tick), then follows it unchanged.
+    ``activity_threshold``: the operator "moves" (POLICY/HOLD -> TELEOP) when a teleop value
+    leaves its value at the switch by more than this fraction of the dimension's range (a twist:
+    exceeds it). ``teleop_timeout_s`` / ``policy_timeout_s``: an input silent for longer is lost
+    (both lost -> HOLD). ``deadman_topic`` (std_msgs/Bool, empty: none): a press asks for POLICY,
+    a release or ``deadman_timeout_s`` of silence while pressed leaves it; with
+    ``require_deadman`` POLICY is only entered and kept while it is pressed."""
+
+    initial_mode: str
+    blend_time_s: float
+    catchup_rate_scale: float
+    activity_threshold: float
+    teleop_timeout_s: float
+    policy_timeout_s: float
+    deadman_topic: str
+    deadman_timeout_s: float
+    require_deadman: bool
+    teleop_inputs: tuple[TeleopInput, ...]
+
+
+@dataclass(frozen=True)
 class Embodiment:
     """One robot. Build it with :func:`load_embodiment`."""
 
@@ -222,6 +272,7 @@ class Embodiment:
     outputs: tuple[OutputGroup, ...]
     replay: dict[str, str] = field(default_factory=dict)
     end_effectors: tuple[EndEffector, ...] = ()  # pose action groups (their dims come last)
+    handoff: HandoffSpec | None = None  # always set by parse_embodiment (defaults if absent)
 
     def end_effector(self, name: str) -> EndEffector:
         for ee in self.end_effectors:
@@ -754,11 +805,120 @@ def _check_kinds(top: _Reader, emb: Embodiment) -> None:
             )
 
 
+def _default_teleop_inputs(dims: tuple[Dimension, ...],
+                           outputs: tuple[OutputGroup, ...]) -> list[dict]:
+    """One JointState stream for every joint-position dimension (end-effector pose dimensions
+    are not joints) and, with a twist_base output, one Twist for the base."""
+    out = [{"topic": DEFAULT_TELEOP_JOINT_TOPIC, "type": "JointState"}]
+    if any(g.kind == "twist_base" for g in outputs):
+        out.append({"topic": DEFAULT_TELEOP_TWIST_TOPIC, "type": "Twist"})
+    return out
+
+
+def _teleop_input(r: _Reader, dims: tuple[Dimension, ...],
+                  outputs: tuple[OutputGroup, ...]) -> TeleopInput:
+    r.mapping({"topic", "type", "dims", "joints", "fields"}, {"topic", "type"})
+    msg_type = r.choice("type", TELEOP_TYPES)
+    index = {d.name: i for i, d in enumerate(dims)}
+    twist_fields = {dims[i].name: f for g in outputs if g.kind == "twist_base"
+                    for i, f in zip(g.indices, g.fields)}
+    if msg_type == "Twist":
+        if not twist_fields:
+            raise r.fail("a Twist teleop input needs a twist_base output to map its fields",
+                         "type")
+        if "joints" in r.data:
+            raise r.fail("'joints' applies to JointState/JointTrajectory inputs, not Twist",
+                         "joints")
+        names = r.names("dims") if "dims" in r.data else tuple(twist_fields)
+        indices = _resolve(r, "dims", names, index)
+        for n in names:
+            if dims[index[n]].kind != "velocity":
+                raise r.fail(f"dimension {n!r} is a position; a Twist drives velocities", "dims")
+        fields = r.names("fields") if "fields" in r.data else tuple(twist_fields[n]
+                                                                     for n in names)
+        bad = [f for f in fields if f not in TWIST_FIELDS]
+        if bad:
+            raise r.fail(f"unknown twist field {bad[0]!r}", "fields")
+        if len(fields) != len(names):
+            raise r.fail(f"{len(fields)} fields for {len(names)} dims", "fields")
+        return TeleopInput(r.get("topic", str), msg_type, names, indices, fields)
+    if "fields" in r.data:
+        raise r.fail(f"'fields' only applies to Twist inputs, not {msg_type}", "fields")
+    names = r.names("dims") if "dims" in r.data else tuple(
+        d.name for d in dims if d.kind == "position" and d.joint is not None)
+    indices = _resolve(r, "dims", names, index)
+    for n in names:
+        if dims[index[n]].kind != "position":
+            raise r.fail(f"dimension {n!r} is a velocity; a {msg_type} drives positions", "dims")
+    joints = r.names("joints") if "joints" in r.data else tuple(
+        dims[index[n]].joint or n for n in names)
+    if len(joints) != len(names):
+        raise r.fail(f"{len(joints)} joints for {len(names)} dims", "joints")
+    return TeleopInput(r.get("topic", str), msg_type, names, indices, joints)
+
+
+def _handoff(top: _Reader, dims: tuple[Dimension, ...], outputs: tuple[OutputGroup, ...],
+             control: ControlSpec, chunk_size: int) -> HandoffSpec:
+    data = top.data.get("handoff", {})
+    r = _Reader(top.source, {} if data is None else data, "handoff").mapping(
+        {"initial_mode", "blend_time_s", "catchup_rate_scale", "activity_threshold",
+         "teleop_timeout_s", "policy_timeout_s", "deadman_topic", "deadman_timeout_s",
+         "require_deadman", "teleop_inputs"},
+        set(),
+    )
+    chunk_s = chunk_size / control.rate_hz
+    blend = r.positive("blend_time_s", float, 0.5)
+    if blend >= chunk_s:
+        raise r.fail(f"blend_time_s must be shorter than a chunk ({chunk_s:.3f} s), got {blend}",
+                     "blend_time_s")
+    scale = r.positive("catchup_rate_scale", float, 0.5)
+    if scale > 1.0:
+        raise r.fail(f"catchup_rate_scale is a fraction of max_rate in (0, 1], got {scale}",
+                     "catchup_rate_scale")
+    threshold = r.positive("activity_threshold", float, 0.02)
+    if threshold >= 1.0:
+        raise r.fail(f"activity_threshold is a fraction of each dimension's range in (0, 1), "
+                     f"got {threshold}", "activity_threshold")
+    if "teleop_inputs" in r.data:
+        readers = r.items("teleop_inputs", allow_empty=True)
+    else:
+        readers = [_Reader(top.source, item, f"handoff.teleop_inputs (default)[{i}]")
+                   for i, item in enumerate(_default_teleop_inputs(dims, outputs))]
+    inputs, topics, owner = [], set(), {}
+    for t in readers:
+        item = _teleop_input(t, dims, outputs)
+        if item.topic in topics:
+            raise t.fail(f"duplicate teleop topic {item.topic!r}", "topic")
+        topics.add(item.topic)
+        for n in item.dims:
+            if n in owner:
+                raise t.fail(f"dimension {n!r} is driven by two teleop inputs ({owner[n]!r} and "
+                             f"{item.topic!r})", "dims")
+            owner[n] = item.topic
+        inputs.append(item)
+    deadman = r.get("deadman_topic", str, DEFAULT_DEADMAN_TOPIC)
+    require = r.get("require_deadman", bool, False)
+    if require and not deadman:
+        raise r.fail("require_deadman needs a deadman_topic", "require_deadman")
+    return HandoffSpec(
+        initial_mode=r.choice("initial_mode", MODES, "POLICY"),
+        blend_time_s=blend,
+        catchup_rate_scale=scale,
+        activity_threshold=threshold,
+        teleop_timeout_s=r.positive("teleop_timeout_s", float, 0.5),
+        policy_timeout_s=r.positive("policy_timeout_s", float, 1.5),
+        deadman_topic=deadman,
+        deadman_timeout_s=r.positive("deadman_timeout_s", float, 0.3),
+        require_deadman=require,
+        teleop_inputs=tuple(inputs),
+    )
+
+
 def parse_embodiment(data: Any, source: str = "<memory>") -> Embodiment:
     """Validate a parsed YAML mapping and build the frozen :class:`Embodiment`."""
     top = _Reader(source, data).mapping(
         {"name", "description", "dimensions", "tokenizer", "policy", "control", "cameras",
-         "joint_inputs", "outputs", "replay", "end_effectors"},
+         "joint_inputs", "outputs", "replay", "end_effectors", "handoff"},
         {"name", "dimensions", "tokenizer", "policy", "control", "joint_inputs", "outputs"},
     )
     dims = _dimensions(top)
@@ -768,6 +928,8 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> Embodiment:
     tokenizer = _tokenizer(top, dim_names, ee_groups)
     joint_inputs, state = _joint_inputs(top)
     replay = top.get("replay", dict, {})
+    control = _control(top, tokenizer.chunk_size)
+    outputs = _outputs(top, dim_names, end_effectors)
     emb = Embodiment(
         name=top.get("name", str),
         description=top.get("description", str, ""),
@@ -776,12 +938,13 @@ def parse_embodiment(data: Any, source: str = "<memory>") -> Embodiment:
         state_joints=state,
         tokenizer=tokenizer,
         policy=_policy(top, tokenizer.tokens_per_chunk),
-        control=_control(top, tokenizer.chunk_size),
+        control=control,
         cameras=_cameras(top),
         joint_inputs=joint_inputs,
-        outputs=_outputs(top, dim_names, end_effectors),
+        outputs=outputs,
         replay={str(k): str(v) for k, v in replay.items()},
         end_effectors=end_effectors,
+        handoff=_handoff(top, dims, outputs, control, tokenizer.chunk_size),
     )
     _check_kinds(top, emb)
     _check_end_effectors(top, emb)

@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from faster_ros.embodiment import Embodiment, load_embodiment
+from faster_ros.embodiment import (
+    DEFAULT_DEADMAN_TOPIC,
+    DEFAULT_TELEOP_JOINT_TOPIC,
+    DEFAULT_TELEOP_TWIST_TOPIC,
+    Embodiment,
+    load_embodiment,
+)
 
 # Topics owned by the stack itself (robot topics come from the embodiment config).
 CHUNK_TOPIC = "/faster/action_chunk"
@@ -23,7 +29,12 @@ STATUS_TOPIC = "/faster/policy_status"
 EXECUTOR_STATUS_TOPIC = "/faster/executor_status"
 EXECUTION_TOPIC = "/faster/chunk_execution"
 INSTRUCTION_TOPIC = "/faster/instruction"
-MODE_TOPIC = "/faster/mode"
+MODE_TOPIC = "/faster/mode"  # faster_msgs/ModeChange, one per transition (latched)
+SET_MODE_SERVICE = "/faster/set_mode"  # faster_msgs/SetMode, served by the executor
+# Operator inputs (defaults of the embodiment's ``handoff`` section, which may name others):
+DEADMAN_TOPIC = DEFAULT_DEADMAN_TOPIC  # std_msgs/Bool
+TELEOP_JOINT_TOPIC = DEFAULT_TELEOP_JOINT_TOPIC  # sensor_msgs/JointState (leader arm)
+TELEOP_TWIST_TOPIC = DEFAULT_TELEOP_TWIST_TOPIC  # geometry_msgs/Twist (base)
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
 
@@ -92,7 +103,7 @@ def build_graph(
             executable="chunk_executor",
             module="faster_ros.ros.executor_node",
             node_class="ChunkExecutorNode",
-            parameters=dict(common),
+            parameters={**common, "initial_mode": ""},
         ),
     ]
     if mock_robot:
@@ -120,4 +131,15 @@ def robot_topics(emb: Embodiment) -> dict[str, list[str]]:
         "cameras": [c.topic for c in emb.cameras],
         "joint_inputs": [j.topic for j in emb.joint_inputs],
         "outputs": [o.topic for o in emb.outputs],
+        **handoff_topics(emb),
+    }
+
+
+def handoff_topics(emb: Embodiment) -> dict[str, list[str]]:
+    """Operator-side topics of an embodiment: teleop command streams (with their message type)
+    and the deadman (empty list: none)."""
+    spec = emb.handoff
+    return {
+        "teleop": [f"{t.topic} ({t.msg_type})" for t in spec.teleop_inputs],
+        "deadman": [spec.deadman_topic] if spec.deadman_topic else [],
     }

@@ -169,6 +169,8 @@ class ChunkExecutor:
             self._last_obs_time = -np.inf  # observation time of the newest accepted chunk
             self._last_now: float | None = None
             self._last_output: np.ndarray | None = None
+            self._handoff_blend_s: float | None = None  # set by start_from, for the next chunk
+            self._handoff_seam = True
 
     def set_measured(self, positions: np.ndarray, now: float) -> None:
         """Measured joint positions (D,) in action order (velocity dimensions ignored, may be
@@ -188,6 +190,29 @@ class ChunkExecutor:
             self._hold = np.clip(p, self.gate.lower, self.gate.upper)
             self._hold_since = float(now)
             self._reason = "ready: waiting for the first chunk"
+
+    def start_from(self, position: np.ndarray, now: float, blend_time_s: float | None = None,
+                   reason: str = "handoff: holding the current command",
+                   check_seam: bool = False) -> None:
+        """Become active holding ``position`` (D,): what the controllers are commanded now, e.g.
+        the operator's command at a TELEOP -> POLICY switch (velocity dimensions ramp down from
+        their value in it). The next accepted chunk is cross-faded in from this hold over
+        ``blend_time_s`` (default ``control.blend_time_s``). Unless ``check_seam``, its first
+        step is not refused for being far from the hold (after teleoperation the robot lags the
+        command; the blend removes the offset, and the gate still checks the rates and limits of
+        the blended chunk and time-scales or rejects it)."""
+        p = np.asarray(position, dtype=np.float64).reshape(-1)
+        if p.shape != (self.embodiment.action_dim,) or not np.isfinite(p).all():
+            raise ValueError(f"start_from: expected {self.embodiment.action_dim} finite values, "
+                             f"got {p}")
+        with self._lock:
+            now = self._tick(now)
+            self._active = True
+            self._enter_hold(np.clip(p, self.gate.lower, self.gate.upper), reason, now)
+            self._explicit_hold_time = None
+            self._last_output = self._hold.copy()
+            self._handoff_blend_s = self.blend_time_s if blend_time_s is None else blend_time_s
+            self._handoff_seam = check_seam
 
     def submit(self, chunk: Chunk, now: float) -> GateResult:
         """Anchor ``chunk`` at ``now``, blend it from the current command, gate it; if accepted
@@ -401,11 +426,15 @@ class ChunkExecutor:
                 f"before now + min_lead_s; inference took longer than the chunk "
                 f"({chunk.horizon} steps of {chunk.dt:.3f} s)")
         current = self._commanded_at(np.array([anchored.start_time]))[0]
-        seam = self.gate.check_seam(anchored.positions[0], current)
-        if seam:
-            return GateResult.reject(*(f"policy disagrees with the current command: {s}"
-                                       for s in seam))
-        blended = blend_seam(anchored, self._commanded_at, max(self.blend_time_s, anchored.dt))
+        blend_time = self.blend_time_s
+        if self._handoff_blend_s is not None:  # first chunk after start_from
+            blend_time = self._handoff_blend_s
+        if self._handoff_blend_s is None or self._handoff_seam:
+            seam = self.gate.check_seam(anchored.positions[0], current)
+            if seam:
+                return GateResult.reject(*(f"policy disagrees with the current command: {s}"
+                                           for s in seam))
+        blended = blend_seam(anchored, self._commanded_at, max(blend_time, anchored.dt))
         return self.gate.check(blended, current)
 
     def _accept(self, chunk: Chunk, now: float) -> None:
@@ -425,6 +454,7 @@ class ChunkExecutor:
         self._hold = None
         self._active = True
         self._explicit_hold_time = None
+        self._handoff_blend_s = None
         self._reason = ""
         self._last_accept = now
         remaining = max(self.execute_steps - chunk.first_step, 0)

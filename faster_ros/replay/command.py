@@ -157,6 +157,7 @@ def add_record_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topic", action="append", default=[],
                    help="also record TOPIC:TYPE (e.g. /odom:nav_msgs/msg/Odometry)")
     p.add_argument("--no-inputs", action="store_true", help="leave out cameras and joints")
+    p.add_argument("--sim-time", action="store_true", help="receive times from /clock")
 
 
 def run_record(args: argparse.Namespace) -> int:
@@ -173,6 +174,7 @@ def run_record(args: argparse.Namespace) -> int:
     if Path(args.out).exists():
         return _error(f"{args.out} exists: record writes a new bag", 1)
     counts = record(args.out, emb, storage=args.storage, duration_s=args.duration,
-                    extra_topics=extra, inputs=not args.no_inputs)
+                    extra_topics=extra, inputs=not args.no_inputs,
+                    use_sim_time=args.sim_time)
     print(f"wrote {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
     return 0

@@ -22,6 +22,14 @@ COMMAND_QOS = QoSProfile(
 CHUNK_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE
 )
+# Mode changes: latched and deep enough that a recorder joining late, or a burst of switches
+# (rapid toggling), loses none of the recent transitions.
+MODE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=100,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 # Status / mode: latched so a late joiner (an operator's console, a recorder) sees the last one.
 STATUS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
