@@ -8,6 +8,9 @@ controller group as the embodiment routes it:
 - ``joint_state_stream`` / ``gripper_position`` / ``forward_command`` / ``twist_base``: a setpoint
   at every control period.
 With no valid chunk in time the watchdog holds the commanded position (zero twist for the base).
+Who drives is decided by the handoff (faster_ros.control.handoff, ROS side in
+faster_ros.ros.handoff_io): chunks are executed only in POLICY; in TELEOP the operator's command
+passes (rate-limited while catching up after a switch), in HOLD the last command is held.
 Nothing non-finite or out of limits is published: every outgoing value passes a last check here.
 """
 
@@ -24,8 +27,11 @@ from sensor_msgs.msg import JointState
 from faster_msgs.msg import ActionChunk, ChunkExecution, PolicyStatus
 from faster_ros import graph
 from faster_ros.control import ChunkExecutor
+from faster_ros.control.handoff import HandoffController
+from faster_ros.control.modes import MODE_CHOICES, Mode
 from faster_ros.embodiment import load_embodiment
 from faster_ros.ros import conversions as conv
+from faster_ros.ros.handoff_io import HandoffInterface
 from faster_ros.ros.node_base import declare, now_s, run
 from faster_ros.ros.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
 
@@ -44,7 +50,12 @@ class ChunkExecutorNode(Node):
         rate = declare(self, "rate_hz", self._emb.control.rate_hz,
                        "command streaming rate (default: the embodiment's control rate)",
                        read_only=True)
+        initial_mode = declare(self, "initial_mode", "",
+                               f"mode at start, one of {MODE_CHOICES} (empty: the embodiment's "
+                               f"handoff.initial_mode)", read_only=True)
         self._core = ChunkExecutor(self._emb)
+        self._handoff = HandoffController(self._emb, now_s(self), executor=self._core,
+                                          initial=initial_mode or None)
         self._lock = threading.Lock()
         self._joints: dict[str, float] = {}
         self._initialised = False
@@ -70,6 +81,8 @@ class ChunkExecutorNode(Node):
                                                     CHUNK_QOS)
         self.create_timer(1.0 / rate, self._tick, callback_group=group)
         self.create_timer(0.5, self._publish_status, callback_group=group)
+        self._io = HandoffInterface(self, self._handoff, group, on_change=self._publish_status)
+        self._io.publish_transitions()
 
     # ------------------------------------------------------------------------------- inputs
 
@@ -84,7 +97,7 @@ class ChunkExecutorNode(Node):
                 self._joints[name] = float(value)
         measured = self._measured()
         if measured is not None:
-            self._core.set_measured(measured, now_s(self))
+            self._handoff.set_measured(measured, now_s(self))
             if not self._initialised:
                 self._initialised = True
                 self._last_reason = ("joint states complete: waiting for the first valid chunk "
@@ -104,6 +117,13 @@ class ChunkExecutorNode(Node):
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         now = now_s(self)
+        self._handoff.policy_seen(now)
+        self._handoff.update(now)
+        self._io.publish_transitions()
+        if self._handoff.mode != Mode.POLICY:  # never executed outside POLICY
+            why = f"not executed in {self._handoff.mode.value} ({self._handoff.modes.reason})"
+            self._report(msg, ChunkExecution.VERDICT_DROPPED, (why,), 0, 0, 0)
+            return
         try:
             chunk = conv.msg_to_chunk(msg, self._emb.dim_names)
         except ValueError as exc:
@@ -155,17 +175,21 @@ class ChunkExecutorNode(Node):
     # ------------------------------------------------------------------------------- outputs
 
     def _tick(self) -> None:
-        if self._initialised:
-            self._publish_commands(now_s(self))
+        self._publish_commands(now_s(self))
 
     def _publish_commands(self, now: float) -> None:
-        cmd = self._core.command(now)
-        if not cmd.active:
-            return  # before the first chunk the robot's own controller holds; do not fight it
+        cmd = self._handoff.command(now)
+        self._io.publish_transitions()
+        if cmd is None:
+            return  # nothing commanded yet: the robot's own controller holds; do not fight it
+        policy = self._handoff.mode == Mode.POLICY
         if not self._publishable(cmd.positions, cmd.velocities):
+            if not policy:  # cannot happen (teleop values are checked on arrival); never send
+                self.get_logger().error("refused a non-finite or out-of-limit command")
+                return
             self._core.hold("executor: refused a non-finite or out-of-limit command", now)
-            cmd = self._core.command(now)
-            if not self._publishable(cmd.positions, cmd.velocities):
+            cmd = self._handoff.command(now)
+            if cmd is None or not self._publishable(cmd.positions, cmd.velocities):
                 return
         stamp = self.get_clock().now().to_msg()
         for group in self._emb.outputs:
@@ -173,8 +197,8 @@ class ChunkExecutorNode(Node):
                 self._pubs[group.name].publish(
                     conv.group_command(group, cmd.positions, cmd.velocities, stamp))
         send_hold = cmd.holding and not self._was_holding
-        if self._new_trajectory or send_hold:
-            self._publish_trajectories(now, cmd)
+        if self._new_trajectory or send_hold or not policy:  # teleop / hold: streamed points
+            self._publish_trajectories(now, cmd, single=not policy)
             self._new_trajectory = False
         if cmd.holding and not self._was_holding:
             self.get_logger().warning(f"holding: {cmd.reason}")
@@ -182,16 +206,17 @@ class ChunkExecutorNode(Node):
         if cmd.holding:
             self._last_reason = cmd.reason
 
-    def _publish_trajectories(self, now: float, cmd) -> None:
-        """One trajectory per joint_trajectory group, all with the same start time."""
+    def _publish_trajectories(self, now: float, cmd, single: bool = False) -> None:
+        """One trajectory per joint_trajectory group, all with the same start time; ``single``:
+        just the command, one control period ahead (teleop and hold are streamed like this)."""
         groups = [g for g in self._emb.outputs if g.kind == "joint_trajectory"]
         if not groups:
             return
-        traj = None if cmd.holding else self._core.trajectory(now)
+        traj = None if (cmd.holding or single) else self._core.trajectory(now)
         if traj is None or len(traj.times) == 0:
-            lead = now + self._emb.control.min_lead_s
+            lead = now + max(self._emb.control.min_lead_s, 1e-3)
             times = np.array([lead])
-            positions, velocities = cmd.positions[None, :], np.zeros((1, self._emb.action_dim))
+            positions, velocities = cmd.positions[None, :], cmd.velocities[None, :]
         else:
             times, positions, velocities = traj.times, traj.positions, traj.velocities
         if not self._publishable(positions, velocities) or np.any(np.diff(times) <= 0):
@@ -213,8 +238,13 @@ class ChunkExecutorNode(Node):
         st = self._core.status
         msg = PolicyStatus()
         msg.header.stamp = self.get_clock().now().to_msg()
-        msg.mode = PolicyStatus.MODE_HOLD if self._was_holding else PolicyStatus.MODE_POLICY
-        msg.reason = self._last_reason if self._was_holding else "executing"
+        mode = self._handoff.mode
+        if mode == Mode.POLICY:  # HOLD while the watchdog holds (the fallback of MODE_HOLD)
+            msg.mode = PolicyStatus.MODE_HOLD if self._was_holding else PolicyStatus.MODE_POLICY
+            msg.reason = self._last_reason if self._was_holding else "executing"
+        else:
+            msg.mode = mode.value
+            msg.reason = f"{mode.value}: {self._handoff.modes.reason}"
         if self._last_rejection:  # the watchdog says that no chunk came; this says why
             msg.reason += f"; last chunk refused: {self._last_rejection}"
         msg.chunks_produced = int(st.accepted)

@@ -12,12 +12,12 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from faster_msgs.msg import ActionChunk, ChunkExecution, PolicyStatus
+from faster_msgs.msg import ActionChunk, ChunkExecution, ModeChange, PolicyStatus
 from faster_ros import graph
 from faster_ros.embodiment import Embodiment
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import now_s
-from faster_ros.ros.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
+from faster_ros.ros.qos import CHUNK_QOS, COMMAND_QOS, MODE_QOS, SENSOR_QOS, STATUS_QOS
 
 
 @dataclass
@@ -31,6 +31,8 @@ class Recording:
     recorded: list[tuple[float, float, dict[str, float]]] = field(default_factory=list)
     simulated: list[tuple[float, np.ndarray]] = field(default_factory=list)
     executions: list[tuple[float, ChunkExecution]] = field(default_factory=list)
+    shadow_chunks: list[tuple[float, ActionChunk]] = field(default_factory=list)
+    mode_changes: list[tuple[float, ModeChange]] = field(default_factory=list)
     policy_status: PolicyStatus | None = None
     executor_status: PolicyStatus | None = None
 
@@ -42,6 +44,9 @@ class MonitorNode(Node):
         self.rec = Recording()
         self.lock = threading.Lock()
         self.create_subscription(ActionChunk, graph.CHUNK_TOPIC, self._on_chunk, CHUNK_QOS)
+        self.create_subscription(ActionChunk, graph.SHADOW_CHUNK_TOPIC, self._on_shadow,
+                                 CHUNK_QOS)
+        self.create_subscription(ModeChange, graph.MODE_TOPIC, self._on_mode, MODE_QOS)
         self.create_subscription(ChunkExecution, graph.EXECUTION_TOPIC, self._on_execution,
                                  CHUNK_QOS)
         self.create_subscription(PolicyStatus, graph.STATUS_TOPIC, self._on_policy_status,
@@ -61,6 +66,14 @@ class MonitorNode(Node):
     def _on_chunk(self, msg: ActionChunk) -> None:
         with self.lock:
             self.rec.chunks.append((now_s(self), msg))
+
+    def _on_shadow(self, msg: ActionChunk) -> None:
+        with self.lock:
+            self.rec.shadow_chunks.append((now_s(self), msg))
+
+    def _on_mode(self, msg: ModeChange) -> None:
+        with self.lock:
+            self.rec.mode_changes.append((now_s(self), msg))
 
     def _on_execution(self, msg: ChunkExecution) -> None:
         with self.lock:

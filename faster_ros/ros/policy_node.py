@@ -21,7 +21,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
-from faster_msgs.msg import ActionChunk, PolicyStatus
+from faster_msgs.msg import ActionChunk, ModeChange, PolicyStatus
 from faster_msgs.srv import SetInstruction
 from faster_ros import graph
 from faster_ros.control import Chunk
@@ -30,7 +30,7 @@ from faster_ros.inference import check_policy_matches, chunk_problem, load_polic
 from faster_ros.observation import ObservationAssembler
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import declare, now_s, run
-from faster_ros.ros.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
+from faster_ros.ros.qos import CHUNK_QOS, MODE_QOS, SENSOR_QOS, STATUS_QOS
 
 RECEIVE_TABLE_SIZE = 256  # per input: receive times of the newest samples
 
@@ -90,6 +90,15 @@ class PolicyNode(LifecycleNode):
                                  callback_group=sensors)
         self.create_service(SetInstruction, "~/set_instruction", self._set_instruction)
         self._chunk_pub = self.create_publisher(ActionChunk, self._output_topic, CHUNK_QOS)
+        # Shadow mode: outside POLICY (as the executor announces on MODE_TOPIC; unknown until
+        # it does) chunks go to the shadow topic, for comparison only; never to the executor.
+        shadow_topic = declare(self, "shadow_topic", graph.SHADOW_CHUNK_TOPIC,
+                               "where chunks go while the runtime is not in POLICY",
+                               read_only=True)
+        self._shadow_pub = self.create_publisher(ActionChunk, shadow_topic, CHUNK_QOS)
+        self._runtime_mode = ""
+        self.create_subscription(ModeChange, graph.MODE_TOPIC, self._on_mode, MODE_QOS,
+                                 callback_group=sensors)
         self._status_pub = self.create_publisher(PolicyStatus, graph.STATUS_TOPIC, STATUS_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, graph.DIAGNOSTICS_TOPIC, 10)
         self.create_timer(1.0 / status_hz, self._publish_status, callback_group=self._timer_group)
@@ -241,6 +250,12 @@ class PolicyNode(LifecycleNode):
         self._input_errors[key] = message
         self.get_logger().warning(message, throttle_duration_sec=2.0)
 
+    def _on_mode(self, msg: ModeChange) -> None:
+        if msg.to_mode != self._runtime_mode:
+            where = "executed" if msg.to_mode == PolicyStatus.MODE_POLICY else "shadow"
+            self.get_logger().info(f"runtime mode {msg.to_mode} ({msg.reason}): chunks {where}")
+        self._runtime_mode = msg.to_mode
+
     def _on_instruction(self, msg: String) -> None:
         self._apply_instruction(msg.data)
 
@@ -308,7 +323,8 @@ class PolicyNode(LifecycleNode):
         received = self._observation_received(obs.input_stamps)
         if received > 0:
             msg.observation_received = conv.to_time(received)
-        self._chunk_pub.publish(msg)
+        live = self._runtime_mode == PolicyStatus.MODE_POLICY
+        (self._chunk_pub if live else self._shadow_pub).publish(msg)
         late = self._too_late(chunk)
         with self._lock:
             self._produced += 1
@@ -340,6 +356,8 @@ class PolicyNode(LifecycleNode):
         msg.header.stamp = self.get_clock().now().to_msg()
         running = self._active and self._reason == "running"
         msg.mode = PolicyStatus.MODE_POLICY if running else PolicyStatus.MODE_HOLD
+        if running and self._runtime_mode != PolicyStatus.MODE_POLICY:
+            msg.mode = PolicyStatus.MODE_SHADOW  # computed and published, not executed
         msg.reason = self._status_reason()
         msg.input_names = list(self._ages)
         msg.input_ages_s = [float(min(a, 1e6)) for a in self._ages.values()]
