@@ -99,11 +99,13 @@ def conjugate(q: np.ndarray) -> np.ndarray:
 
 def angle_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(...) geodesic angle in [0, pi] between the rotations of unit quaternions ``a`` and ``b``:
-    ``2 atan2(|a - s b|, |a + s b|)`` with s the sign of their dot product, accurate for tiny
-    and near-pi angles alike (``2 acos(|a . b|)`` loses half the digits near 0)."""
+    ``4 atan2(|a - s b|, |a + s b|)`` with s the sign of their dot product (the arc between the
+    quaternions on the unit sphere is half the rotation angle, and the chord gives a quarter of
+    it), accurate for tiny and near-pi angles alike (``2 acos(|a . b|)`` loses half the digits
+    near 0)."""
     a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
     s = np.where(np.sum(a * b, axis=-1, keepdims=True) < 0, -1.0, 1.0)
-    return 2.0 * np.arctan2(np.linalg.norm(a - s * b, axis=-1),
+    return 4.0 * np.arctan2(np.linalg.norm(a - s * b, axis=-1),
                             np.linalg.norm(a + s * b, axis=-1))
 
 
@@ -184,8 +186,9 @@ def from_quat(q: np.ndarray, representation: str, axes: str | None = None) -> np
     if not np.all(np.isfinite(q)):
         raise RotationError(f"not a quaternion: {np.asarray(q).tolist()}")
     if representation == "axis_angle":
-        axis, angle = quaternions.quat2axangle(q)
-        return np.asarray(axis, dtype=np.float64) * angle
+        # not transforms3d's quat2axangle: its acos loses small angles (1e-7 rad comes back 1 %
+        # short, 1e-9 rad as 0), and small per-step deltas are what delta policies output
+        return rotation_vector(q)
     if representation == "euler":
         return np.array(euler.quat2euler(q, axes), dtype=np.float64)
     if representation == "quaternion":

@@ -15,6 +15,10 @@ A cross-fade that ends on the new plan has to catch up with it: from rest toward
 at speed v, the blended speed peaks at ``max(9 s^2 - 8 s^3) = 1.69 v`` (at 3/4 of the window).
 The gate's rate check sees the blended chunk and time-scales it if that exceeds ``max_rate``.
 
+Rotations (unit quaternion column groups of end-effector commands, faster_ros.control.pose) are
+blended on the sphere, ``slerp(commanded(t), chunk(t), w(t))``: a component-wise cross-fade of two
+unit quaternions leaves the unit sphere (and passes through zero between q and -q).
+
 No rclpy here.
 """
 
@@ -24,6 +28,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from faster_ros import rotations as rot
 from faster_ros.control.chunk import Chunk
 
 CommandedAt = Callable[[np.ndarray], np.ndarray]  # (K,) absolute times -> (K, D) values
@@ -44,7 +49,8 @@ def blend_weights(times: np.ndarray, start: float, blend_time_s: float) -> np.nd
 
 
 def blend_seam(
-    chunk: Chunk, commanded_at: CommandedAt | None, blend_time_s: float
+    chunk: Chunk, commanded_at: CommandedAt | None, blend_time_s: float,
+    quaternions: tuple[tuple[int, ...], ...] = (),
 ) -> Chunk:
     """Cross-fade the first ``blend_time_s`` of ``chunk`` from the current command.
 
@@ -52,6 +58,7 @@ def blend_seam(
     times if no new chunk arrived (the old trajectory, held at its end; a hold position). None
     (nothing commanded yet) or ``blend_time_s <= 0`` returns the chunk unchanged. Non-finite
     values in the chunk stay non-finite (so the gate still sees and rejects them).
+    ``quaternions``: column groups (w, x, y, z) of unit quaternions, slerped instead.
     """
     if commanded_at is None or blend_time_s <= 0:
         return chunk
@@ -68,4 +75,7 @@ def blend_seam(
     wn = w[:n, None]
     with np.errstate(invalid="ignore", over="ignore"):  # inf * 0: stays non-finite, rejected
         positions[:n] = (1.0 - wn) * current + wn * chunk.positions[:n]
+    for cols in quaternions:
+        c = list(cols)
+        positions[:n, c] = rot.slerp(current[:, c], chunk.positions[:n, c], w[:n])
     return chunk.replace(positions=positions)

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from faster_ros import rotations as rot
 from faster_ros.control.blending import blend_seam
 from faster_ros.control.chunk import Chunk, GateResult
 from faster_ros.control.safety import SafetyGate
@@ -130,11 +131,13 @@ class ChunkExecutor:
 
     See the module docstring for the life cycle, watchdog, time and continuity rules.
     ``gate`` defaults to ``SafetyGate(embodiment)``; ``time_jump_s`` is the backwards step of
-    ``now`` treated as a clock jump.
+    ``now`` treated as a clock jump. ``quaternions`` lists the column groups (w, x, y, z) that
+    hold unit quaternions (end-effector rotations, see faster_ros.control.pose): they are
+    interpolated and seam-blended by slerp, never component-wise.
     """
 
     def __init__(self, embodiment: Embodiment, gate: SafetyGate | None = None,
-                 time_jump_s: float = 0.05):
+                 time_jump_s: float = 0.05, quaternions: tuple[tuple[int, ...], ...] = ()):
         self.embodiment = embodiment
         self.gate = gate or SafetyGate(embodiment)
         c = embodiment.control
@@ -144,6 +147,7 @@ class ChunkExecutor:
         self.execute_steps = c.execute_steps
         self.watchdog_s = c.watchdog_s
         self.time_jump_s = time_jump_s
+        self.quaternions = tuple(tuple(int(j) for j in q) for q in quaternions)
         self._is_velocity = embodiment.is_velocity
         self._lock = threading.Lock()
         self._accepted = self._rejected = self._interventions = 0
@@ -384,7 +388,11 @@ class ChunkExecutor:
         tc = np.clip(t, times[0], times[-1])
         i = np.clip(np.searchsorted(times, tc, side="right") - 1, 0, len(times) - 2)
         a = (tc - times[i]) / (times[i + 1] - times[i])
-        return points[i] + a[:, None] * (points[i + 1] - points[i])
+        out = points[i] + a[:, None] * (points[i + 1] - points[i])
+        for cols in self.quaternions:  # rotations move on the sphere, never component-wise
+            c = list(cols)
+            out[:, c] = rot.slerp(points[i][:, c], points[i + 1][:, c], a)
+        return out
 
     def _interpolate(self, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(positions, velocities) of the active trajectory at ``now``."""
@@ -434,7 +442,8 @@ class ChunkExecutor:
             if seam:
                 return GateResult.reject(*(f"policy disagrees with the current command: {s}"
                                            for s in seam))
-        blended = blend_seam(anchored, self._commanded_at, max(blend_time, anchored.dt))
+        blended = blend_seam(anchored, self._commanded_at, max(blend_time, anchored.dt),
+                             quaternions=self.quaternions)
         return self.gate.check(blended, current)
 
     def _accept(self, chunk: Chunk, now: float) -> None:
