@@ -131,6 +131,7 @@ def robot_topics(emb: Embodiment) -> dict[str, list[str]]:
         "cameras": [c.topic for c in emb.cameras],
         "joint_inputs": [j.topic for j in emb.joint_inputs],
         "outputs": [o.topic for o in emb.outputs],
+        "pose_feedback": [ee.feedback_topic for ee in emb.end_effectors],
         **handoff_topics(emb),
     }
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from faster_ros import rotations as rot
 from faster_ros.embodiment import Embodiment
 
 BUILTIN_PREFIX = "builtin:"
@@ -58,6 +59,7 @@ class WavePolicy:
         actions = center[None, :] + wave * self.amplitude[None, :]
         margin = 0.02 * (emb.upper - emb.lower)
         actions = np.clip(actions, emb.lower + margin, emb.upper - margin)
+        end_effector_wave(emb, actions, phase, omega, steps)
         ms = (time.perf_counter() - t0) * 1e3
         return ScriptedOutput(actions=actions, timing={"total_ms": ms, "context_ms": ms})
 
@@ -98,6 +100,33 @@ class FaultInjectingPolicy(WavePolicy):
 
 
 BUILTINS = {"wave": WavePolicy, "faults": FaultInjectingPolicy}
+
+
+EE_WAVE_M = 0.03  # end-effector wave: position amplitude (m) along x (and half along y)
+EE_WAVE_RAD = 0.15  # and rotation amplitude (rad) about z
+
+
+def end_effector_wave(emb: Embodiment, actions: np.ndarray, phase: float, omega: float,
+                      steps: np.ndarray) -> None:
+    """End-effector dims of ``actions`` (H, D), in place: a slow wave of the position along x
+    (half along y) and of the rotation about the fixed z axis, in the end effector's own
+    representation. Delta end effectors get the wave's per-step increments (the executor
+    accumulates them, so the pose waves around where it is); absolute ones wave around the
+    workspace centre and the identity rotation (where the mock robot starts)."""
+    s = np.sin(phase + omega * steps) - math.sin(phase)  # (H,) 0 at the observation
+    for ee in emb.end_effectors:
+        if ee.is_delta:
+            dt = emb.control.dt
+            s_prev = np.sin(phase + omega * (steps - dt)) - math.sin(phase)
+            amount = s - s_prev
+            base = np.zeros(3)
+        else:
+            amount = s
+            base = 0.5 * (np.array(ee.workspace_lower) + np.array(ee.workspace_upper))
+        actions[:, list(ee.position_indices)] = base + EE_WAVE_M * amount[:, None] * [1, 0.5, 0]
+        quats = [rot.to_quat([0.0, 0.0, EE_WAVE_RAD * a], "axis_angle") for a in amount]
+        actions[:, list(ee.rotation_indices)] = rot.from_quats(np.array(quats), ee.rotation,
+                                                               ee.euler_axes)
 
 
 def load_builtin(name: str, emb: Embodiment):

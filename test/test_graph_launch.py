@@ -16,7 +16,7 @@ import yaml
 from faster_ros.graph import build_graph
 from faster_ros.paths import data_dir
 
-EMBODIMENTS = ["r1lite_wbc", "r1lite_bimanual", "single_arm", "g1_inspire"]
+EMBODIMENTS = ["r1lite_wbc", "r1lite_bimanual", "single_arm", "g1_inspire", "r1lite_ee"]
 
 
 class _Recorder:

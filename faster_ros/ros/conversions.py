@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from geometry_msgs.msg import TwistStamped
+from geometry_msgs.msg import PoseStamped, TwistStamped
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -22,6 +22,7 @@ from faster_ros.control import Chunk
 from faster_ros.data.images import compressed_to_rgb as decode_compressed
 from faster_ros.data.images import image_to_rgb as decode_raw
 from faster_ros.embodiment import OutputGroup
+from faster_ros.rotations import quat_from_ros, quat_to_ros
 
 # ------------------------------------------------------------------------------------------ time
 
@@ -194,6 +195,27 @@ def joint_trajectory(
     return msg
 
 
+def pose_stamped(position: np.ndarray, quat_wxyz: np.ndarray, stamp: Time,
+                 frame_id: str = "") -> PoseStamped:
+    """Position (3,) in m and a quaternion (w, x, y, z) -> geometry_msgs/PoseStamped (whose
+    orientation is x, y, z, w: reordered by faster_ros.rotations.quat_to_ros, nowhere else)."""
+    msg = PoseStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    p = msg.pose.position
+    p.x, p.y, p.z = (float(v) for v in position)
+    o = msg.pose.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in quat_to_ros(quat_wxyz))
+    return msg
+
+
+def pose_from_msg(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
+    """geometry_msgs/PoseStamped -> (position (3,) m, quaternion (4,) w, x, y, z)."""
+    p, o = msg.pose.position, msg.pose.orientation
+    return (np.array([p.x, p.y, p.z], dtype=np.float64),
+            quat_from_ros(np.array([o.x, o.y, o.z, o.w], dtype=np.float64)))
+
+
 def group_command(group: OutputGroup, positions: np.ndarray, velocities: np.ndarray,
                   stamp: Time):
     """One streamed setpoint of a non-trajectory group, from full-width (D,) arrays."""
@@ -212,6 +234,8 @@ def group_command(group: OutputGroup, positions: np.ndarray, velocities: np.ndar
             part, axis = name.split(".")
             setattr(getattr(msg.twist, part), axis, float(value))
         return msg
+    if group.kind == "pose_stamped":  # command space: x, y, z, qw, qx, qy, qz
+        return pose_stamped(values[:3], values[3:7], stamp, group.frame_id)
     raise ValueError(f"group {group.name!r} of kind {group.kind} is not streamed")
 
 
@@ -221,6 +245,7 @@ MESSAGE_TYPES = {
     "gripper_position": JointState,
     "forward_command": Float64MultiArray,
     "twist_base": TwistStamped,
+    "pose_stamped": PoseStamped,
 }
 
 
@@ -241,4 +266,7 @@ def command_values(group: OutputGroup, msg) -> np.ndarray | None:
     if group.kind == "twist_base":
         return np.array([getattr(getattr(msg.twist, f.split(".")[0]), f.split(".")[1])
                          for f in group.fields], dtype=np.float64)
+    if group.kind == "pose_stamped":  # x, y, z, qw, qx, qy, qz (the command space's order)
+        position, quat = pose_from_msg(msg)
+        return np.concatenate([position, quat])
     raise ValueError(f"unknown group kind {group.kind}")

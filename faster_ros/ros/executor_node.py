@@ -26,13 +26,14 @@ from sensor_msgs.msg import JointState
 
 from faster_msgs.msg import ActionChunk, ChunkExecution, PolicyStatus
 from faster_ros import graph
-from faster_ros.control import ChunkExecutor
 from faster_ros.control.handoff import HandoffController
 from faster_ros.control.modes import MODE_CHOICES, Mode
+from faster_ros.control.pose import make_executor
 from faster_ros.embodiment import load_embodiment
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.handoff_io import HandoffInterface
 from faster_ros.ros.node_base import declare, now_s, run
+from faster_ros.ros.pose_io import PoseFeedback
 from faster_ros.ros.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
 
 
@@ -53,7 +54,11 @@ class ChunkExecutorNode(Node):
         initial_mode = declare(self, "initial_mode", "",
                                f"mode at start, one of {MODE_CHOICES} (empty: the embodiment's "
                                f"handoff.initial_mode)", read_only=True)
-        self._core = ChunkExecutor(self._emb)
+        # end-effector embodiments execute in their command space (pose = x, y, z + unit
+        # quaternion): self._emb is that space from here on; chunks arrive in the policy's
+        self._core = make_executor(self._emb)
+        self._policy_dims = self._emb.dim_names
+        self._emb = self._core.embodiment
         self._handoff = HandoffController(self._emb, now_s(self), executor=self._core,
                                           initial=initial_mode or None)
         self._lock = threading.Lock()
@@ -71,6 +76,7 @@ class ChunkExecutorNode(Node):
         for ji in self._emb.joint_inputs:
             self.create_subscription(JointState, ji.topic, self._on_joints, SENSOR_QOS,
                                      callback_group=group)
+        self._poses = PoseFeedback(self, self._core, group)  # end-effector feedback, if any
         self._pubs = {
             g.name: self.create_publisher(conv.MESSAGE_TYPES[g.kind], g.topic, COMMAND_QOS)
             for g in self._emb.outputs
@@ -113,7 +119,7 @@ class ChunkExecutorNode(Node):
             if dim.joint not in self._joints:
                 return None
             out[i] = self._joints[dim.joint]
-        return out
+        return out if self._poses.fill(out) else None
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         now = now_s(self)
@@ -125,7 +131,7 @@ class ChunkExecutorNode(Node):
             self._report(msg, ChunkExecution.VERDICT_DROPPED, (why,), 0, 0, 0)
             return
         try:
-            chunk = conv.msg_to_chunk(msg, self._emb.dim_names)
+            chunk = conv.msg_to_chunk(msg, self._policy_dims)
         except ValueError as exc:
             self._drop(msg, f"malformed: {exc}")
             return
@@ -232,7 +238,8 @@ class ChunkExecutorNode(Node):
             return False
         tol = 1e-9
         return bool(np.all(positions >= self._emb.lower - tol)
-                    and np.all(positions <= self._emb.upper + tol))
+                    and np.all(positions <= self._emb.upper + tol)
+                    and self._poses.unit_quaternions(positions))
 
     def _publish_status(self) -> None:
         st = self._core.status

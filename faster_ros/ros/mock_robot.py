@@ -19,9 +19,12 @@ import math
 
 import cv2
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
+from faster_ros import rotations as rot
+from faster_ros.control.pose import CommandSpace
 from faster_ros.embodiment import load_embodiment
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import declare, now_s, run
@@ -48,9 +51,19 @@ class MockRobotNode(Node):
         size = declare(self, "image_size", [120, 160], "generated frame height, width")
         self._image_hw = (int(size[0]), int(size[1]))
 
+        # end effectors are simulated in the executor's command space (x, y, z + quaternion),
+        # starting at the workspace centre with the identity rotation
+        self._slots = ()
+        if self._emb.end_effectors:
+            space = CommandSpace(self._emb)
+            self._emb, self._slots = space.embodiment, space.slots
         emb = self._emb
         self._x = 0.5 * (emb.lower + emb.upper)  # simulated action-space state
         self._x[emb.is_velocity] = 0.0
+        for slot in self._slots:
+            self._x[list(slot.quaternion)] = rot.IDENTITY
+        self._pose_pubs = {s.name: self.create_publisher(
+            PoseStamped, s.end_effector.feedback_topic, SENSOR_PUB_QOS) for s in self._slots}
         self._target = self._x.copy()
         self._trajectories: dict[str, tuple[float, list, list]] = {}
         self._commands_received = 0
@@ -124,8 +137,14 @@ class MockRobotNode(Node):
         self._last_step = now
         self._trajectory_targets(now)
         alpha = 1.0 - math.exp(-dt / self._tau) if self._tau > 0 else 1.0
+        previous = self._x.copy()
         self._x += alpha * (self._target - self._x)
         stamp = self.get_clock().now().to_msg()
+        for slot in self._slots:  # the rotation lags on the sphere; the pose is reported back
+            q = list(slot.quaternion)
+            self._x[q] = rot.slerp(previous[q], rot.normalize(self._target[q]), alpha)
+            self._pose_pubs[slot.name].publish(conv.pose_stamped(
+                self._x[list(slot.position)], self._x[q], stamp, slot.end_effector.frame))
         sim = conv.joint_state(self._emb.dim_names, self._x, stamp)
         self._sim_pub.publish(sim)
         if self._player is not None:
