@@ -115,3 +115,21 @@ def test_bad_end_effector_config_names_file_field_and_value(label, data, pattern
     with pytest.raises(EmbodimentConfigError, match=pattern) as info:
         parse_embodiment(data, "config/broken.yaml")
     assert str(info.value).startswith("config/broken.yaml: ")
+
+
+def test_tokenizer_patches_position_rotation_and_gripper_separately():
+    torch = pytest.importorskip("torch")
+    from faster_ros.tokenizer.configuration import VQConfig
+    from faster_ros.tokenizer.modeling import FASTerVQ
+
+    torch.set_num_threads(1)
+    emb = load_embodiment("r1lite_ee")
+    cfg = VQConfig.from_embodiment(emb, preset="debug")
+    assert cfg.group_names == ("left_ee_position", "left_ee_rotation", "left_ee_gripper",
+                               "right_ee_position", "right_ee_rotation", "right_ee_gripper")
+    assert cfg.patch_groups[:3] == ((2, 3, 4), (5, 6, 7), (0,))
+    model = FASTerVQ(cfg)
+    actions = torch.randn(2, emb.tokenizer.chunk_size, emb.action_dim) * 0.01
+    codes = model.encode(actions)
+    assert tuple(codes.shape) == (2, 3, 2, 14)
+    assert tuple(model.decode(codes).shape) == tuple(actions.shape)

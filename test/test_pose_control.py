@@ -265,3 +265,60 @@ def test_metrics_report_metres_and_radians():
     for e in qemb.end_effectors:
         b[:, list(e.rotation_indices)] = -q
     assert end_effector_errors(a, b, qemb)["left_ee/rotation/max_rad"] < 1e-9
+
+
+def test_late_steps_of_a_delta_chunk_are_dropped_not_caught_up():
+    """Inference latency made the first steps late: the executed motion starts from the current
+    command with the first kept step's delta, instead of jumping by the sum of the late ones."""
+    ex = _executor()
+    home = _home(ex)
+    slot = ex.space.slots[0]
+    chunk = _delta_chunk(dp=(0.01, 0.0, 0.0), start=0.0)
+    result = ex.submit(chunk, 0.2)  # 0.2 s late at 15 Hz: steps 0..3 (+ lead) are past
+    assert result.accepted, result.summary
+    kept = result.chunk
+    assert kept.first_step >= 3
+    x = kept.positions[:, slot.position[0]] - home[slot.position[0]]
+    assert x[0] == 0.0  # the blend starts exactly at the current command
+    # after the blend window, kept step i is i + 1 deltas away (not first_step + i + 1)
+    assert np.allclose(x[6:10], 0.01 * np.arange(7, 11))
+
+
+def test_accumulate_rotations_backwards_matches_forwards():
+    from faster_ros.control.pose import accumulate_rotations
+
+    rng = np.random.default_rng(3)
+    deltas = np.array([rot.to_quat(v, "axis_angle") for v in rng.normal(scale=0.1, size=(6, 3))])
+    start = rot.to_quat([0.1, 0.2, 0.3], "axis_angle")
+    for frame in ("base", "tool"):
+        forward = accumulate_rotations(start, deltas, frame)
+        rebased = accumulate_rotations(forward[2], deltas, frame, first=3)
+        assert np.allclose(rot.angle_between(forward, rebased), 0.0, atol=1e-9)
+
+
+def test_euler_gimbal_lock_crossing_is_smooth_for_the_gate():
+    """A slow pitch through +90 degrees: the 'sxyz' Euler triple jumps (roll and yaw swap at the
+    singularity) but the rotation does not, and the gate measures rotations, not triples."""
+    emb = _absolute("euler", "sxyz")
+    ex = _executor(emb)
+    home = _home(ex)
+    ee = emb.end_effectors[0]
+    slot = ex.space.slots[0]
+    start = rot.to_quat([0.0, np.pi / 2 - 0.1, 0.0], "euler", "sxyz")
+    home[list(slot.quaternion)] = start
+    ex.reset()
+    ex.set_measured(home, 0.0)
+    rows, triples = [], []
+    for k in range(32):
+        q = rot.multiply(rot.to_quat([0.0, 0.2 * k * DT, 0.0], "axis_angle"), start)
+        row = np.zeros(emb.action_dim)
+        row[:2] = 50.0
+        for e, s in zip(emb.end_effectors, ex.space.slots):
+            row[list(e.position_indices)] = home[list(s.position)]
+            row[list(e.rotation_indices)] = rot.from_quat(
+                q if e is ee else home[list(s.quaternion)], "euler", "sxyz")
+        triples.append(row[list(ee.rotation_indices)])
+        rows.append(row)
+    assert np.abs(np.diff(np.array(triples), axis=0)).max() > 1.0  # the representation jumps
+    result = ex.submit(Chunk(np.array(rows), 0.0, DT), 0.0)
+    assert result.accepted and result.action == "ok", result.summary
