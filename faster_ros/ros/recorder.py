@@ -3,7 +3,8 @@ topics of one embodiment, here where ``ros2 bag`` is not installable.
 
 Recorded: the robot inputs (cameras, joint inputs), the stack's outputs (action chunks, shadow
 chunks, chunk executions, every controller command topic), statuses, mode changes
-(faster_msgs/ModeChange on /faster/mode) and instructions, plus any ``extra_topics``. Messages are
+(faster_msgs/ModeChange on /faster/mode), the operator's inputs (teleop streams, deadman) and
+instructions, plus any ``extra_topics``. Messages are
 taken serialised (``raw=True``) and written unchanged with their receive time on this node's
 clock (sim time under ``use_sim_time``); the writer is :mod:`faster_ros.replay.bagwriter`.
 """
@@ -21,7 +22,7 @@ from faster_ros import graph
 from faster_ros.embodiment import Embodiment
 from faster_ros.replay.bagwriter import BagWriter
 from faster_ros.ros import conversions as conv
-from faster_ros.ros.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
+from faster_ros.ros.qos import CHUNK_QOS, COMMAND_QOS, MODE_QOS, SENSOR_QOS, STATUS_QOS
 
 SENSOR_RECORD_QOS = QoSProfile(depth=100, reliability=SENSOR_QOS.reliability,
                                history=SENSOR_QOS.history)
@@ -58,7 +59,15 @@ def stack_topics(emb: Embodiment, inputs: bool = True) -> dict[str, tuple[str, Q
     topics[graph.EXECUTION_TOPIC] = (type_name(ChunkExecution), CHUNK_QOS)
     topics[graph.STATUS_TOPIC] = (type_name(PolicyStatus), STATUS_QOS)
     topics[graph.EXECUTOR_STATUS_TOPIC] = (type_name(PolicyStatus), STATUS_QOS)
-    topics[graph.MODE_TOPIC] = (type_name(ModeChange), STATUS_QOS)
+    topics[graph.MODE_TOPIC] = (type_name(ModeChange), MODE_QOS)  # every transition
+    from faster_ros.ros.handoff_io import TELEOP_MESSAGE_TYPES
+
+    for t in emb.handoff.teleop_inputs:
+        topics[t.topic] = (type_name(TELEOP_MESSAGE_TYPES[t.msg_type]), SENSOR_RECORD_QOS)
+    if emb.handoff.deadman_topic:
+        from std_msgs.msg import Bool
+
+        topics[emb.handoff.deadman_topic] = (type_name(Bool), SENSOR_RECORD_QOS)
     topics[graph.INSTRUCTION_TOPIC] = (type_name(String), COMMAND_QOS)
     return topics
 
