@@ -111,20 +111,23 @@ def end_effector_wave(emb: Embodiment, actions: np.ndarray, phase: float, omega:
     """End-effector dims of ``actions`` (H, D), in place: a slow wave of the position along x
     (half along y) and of the rotation about the fixed z axis, in the end effector's own
     representation. Delta end effectors get the wave's per-step increments (the executor
-    accumulates them, so the pose waves around where it is); absolute ones wave around the
-    workspace centre and the identity rotation (where the mock robot starts)."""
-    s = np.sin(phase + omega * steps) - math.sin(phase)  # (H,) 0 at the observation
+    accumulates them, so the pose waves around where it is); absolute ones follow one fixed wave
+    in time around the workspace centre and the identity rotation (where the mock robot starts:
+    the observation carries no end-effector pose to centre on), so consecutive chunks agree;
+    their amplitude stays under half the seam bounds, so that a chunk is also accepted after a
+    hold anywhere on the wave."""
+    s = np.sin(phase + omega * steps)  # (H,) the wave at each step's (absolute) time
     for ee in emb.end_effectors:
         if ee.is_delta:
-            dt = emb.control.dt
-            s_prev = np.sin(phase + omega * (steps - dt)) - math.sin(phase)
-            amount = s - s_prev
-            base = np.zeros(3)
+            amount = s - np.sin(phase + omega * (steps - emb.control.dt))
+            base, metres, radians = np.zeros(3), EE_WAVE_M, EE_WAVE_RAD
         else:
             amount = s
             base = 0.5 * (np.array(ee.workspace_lower) + np.array(ee.workspace_upper))
-        actions[:, list(ee.position_indices)] = base + EE_WAVE_M * amount[:, None] * [1, 0.5, 0]
-        quats = [rot.to_quat([0.0, 0.0, EE_WAVE_RAD * a], "axis_angle") for a in amount]
+            metres = min(EE_WAVE_M, 0.45 * ee.max_seam_translation)
+            radians = min(EE_WAVE_RAD, 0.45 * ee.max_seam_rotation)
+        actions[:, list(ee.position_indices)] = base + metres * amount[:, None] * [1, 0.5, 0]
+        quats = [rot.to_quat([0.0, 0.0, radians * a], "axis_angle") for a in amount]
         actions[:, list(ee.rotation_indices)] = rot.from_quats(np.array(quats), ee.rotation,
                                                                ee.euler_axes)
 

@@ -10,17 +10,34 @@ bound) between consecutive targets.
 
 import numpy as np
 import pytest
+import yaml
 from test_closed_loop import run_stack
 
 from faster_ros import rotations as rot
 from faster_ros.control.pose import PoseSafetyGate, make_executor
+from faster_ros.paths import config_path
 from faster_ros.ros import conversions as conv
 
 pytestmark = [pytest.mark.ros, pytest.mark.multiprocess, pytest.mark.slow]
 
 
-def test_closed_loop_pose_targets_are_finite_unit_inside_and_within_speed():
-    emb, rec, logs = run_stack("r1lite_ee", seconds=14.0)
+def absolute_rot6d_config(tmp_path) -> str:
+    """r1lite_ee with absolute positions and 6-D rotations (the other action-space style)."""
+    data = yaml.safe_load(config_path("r1lite_ee").read_text())
+    data["name"] = "r1lite_ee_absolute_rot6d"
+    for ee in data["end_effectors"]:
+        ee.update(position="absolute", rotation="rot6d")
+        for key in ("delta_frame", "max_step_translation", "max_step_rotation"):
+            ee.pop(key)
+    path = tmp_path / "r1lite_ee_absolute_rot6d.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize("variant", ["delta_axis_angle", "absolute_rot6d"])
+def test_closed_loop_pose_targets_are_finite_unit_inside_and_within_speed(variant, tmp_path):
+    config = "r1lite_ee" if variant == "delta_axis_angle" else absolute_rot6d_config(tmp_path)
+    emb, rec, logs = run_stack(config, seconds=14.0)
     status = rec.executor_status
     assert status is not None, "no executor status"
     assert status.chunks_produced >= 3, (
@@ -79,5 +96,5 @@ def test_closed_loop_pose_targets_are_finite_unit_inside_and_within_speed():
     # the grippers were streamed as joint targets next to the poses
     for name in ("left_gripper", "right_gripper"):
         assert rec.commands.get(name), f"no gripper target on {name}"
-    print(f"r1lite_ee: {status.chunks_produced} chunks accepted, {status.chunks_rejected} "
+    print(f"{emb.name}: {status.chunks_produced} chunks accepted, {status.chunks_rejected} "
           f"refused, figures {figures}")
