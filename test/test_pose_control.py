@@ -322,3 +322,43 @@ def test_euler_gimbal_lock_crossing_is_smooth_for_the_gate():
     assert np.abs(np.diff(np.array(triples), axis=0)).max() > 1.0  # the representation jumps
     result = ex.submit(Chunk(np.array(rows), 0.0, DT), 0.0)
     assert result.accepted and result.action == "ok", result.summary
+
+
+@pytest.mark.parametrize("position,rotation,axes,frame", [
+    ("delta", "axis_angle", None, "base"), ("delta", "euler", "rzyx", "tool"),
+    ("delta", "quaternion", None, "base"), ("delta", "rot6d", None, "tool"),
+    ("absolute", "euler", "sxyz", None), ("absolute", "rot6d", None, None)])
+def test_recorded_pose_targets_map_back_to_policy_actions(position, rotation, axes, frame):
+    """CommandSpace.to_policy inverts to_command (what replay needs to compare a policy with
+    recorded PoseStamped targets, in the policy's own action space)."""
+    import yaml
+
+    data = yaml.safe_load(config_path("r1lite_ee").read_text())
+    for ee in data["end_effectors"]:
+        ee.update(position=position, rotation=rotation)
+        if axes:
+            ee["euler_axes"] = axes
+        if position == "absolute":
+            for key in ("delta_frame", "max_step_translation", "max_step_rotation"):
+                ee.pop(key)
+        else:
+            ee["delta_frame"] = frame
+    emb = parse_embodiment(data, "variant.yaml")
+    ex = _executor(emb)
+    home = _home(ex)
+    rng = np.random.default_rng(4)
+    rows = np.tile(home, (12, 1))
+    for slot in ex.space.slots:
+        rows[:, list(slot.position)] += np.cumsum(rng.normal(scale=0.004, size=(12, 3)), axis=0)
+        for k in range(12):
+            rows[k, list(slot.quaternion)] = rot.multiply(
+                rot.to_quat(rng.normal(scale=0.3, size=3), "axis_angle"),
+                home[list(slot.quaternion)])
+    actions = ex.space.to_policy(rows, previous=home)
+    back, problems = ex.space.to_command(Chunk(actions, 0.0, DT), home)
+    assert problems == []
+    for slot in ex.space.slots:
+        assert np.allclose(back.positions[:, list(slot.position)], rows[:, list(slot.position)])
+        assert rot.angle_between(back.positions[:, list(slot.quaternion)],
+                                 rows[:, list(slot.quaternion)]).max() < 1e-9
+    assert np.allclose(back.positions[:, :2], rows[:, :2])

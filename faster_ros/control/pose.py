@@ -155,6 +155,34 @@ class CommandSpace:
             out[:, list(slot.quaternion)] = rot.make_continuous(quats, q_base)
         return chunk.replace(positions=out), problems[:MAX_LISTED]
 
+    def to_policy(self, commands: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """Command-space rows (K, D_command) -> the policy's actions (K, D_policy): the inverse
+        of :meth:`to_command`, e.g. to compare a policy with recorded pose targets or to build
+        training actions from them. Delta end effectors get ``p_k - p_(k-1)`` and
+        ``q_k * q_(k-1)^-1`` (base frame; ``q_(k-1)^-1 * q_k`` tool frame) with row -1 =
+        ``previous`` (default: the first row, i.e. a zero first delta)."""
+        commands = np.asarray(commands, dtype=np.float64)
+        out = np.full((len(commands), self.policy.action_dim), np.nan)
+        for p, c in self.passthrough:
+            out[:, p] = commands[:, c]
+        prev_row = commands[0] if previous is None else np.asarray(previous, dtype=np.float64)
+        for slot in self.slots:
+            ee = slot.end_effector
+            pos = commands[:, list(slot.position)]
+            quats = rot.normalize(commands[:, list(slot.quaternion)])
+            if ee.is_delta:
+                before = np.vstack([prev_row[list(slot.position)], pos[:-1]])
+                q_before = np.vstack([rot.normalize(prev_row[list(slot.quaternion)]),
+                                      quats[:-1]])
+                pos = pos - before
+                if ee.delta_frame == "base":
+                    quats = rot.multiply(quats, rot.conjugate(q_before))
+                else:
+                    quats = rot.multiply(rot.conjugate(q_before), quats)
+            out[:, list(ee.position_indices)] = pos
+            out[:, list(ee.rotation_indices)] = rot.from_quats(quats, ee.rotation, ee.euler_axes)
+        return out
+
     def pose(self, vector: np.ndarray, slot: PoseSlot) -> tuple[np.ndarray, np.ndarray]:
         """(position (3,), quaternion (4,) w, x, y, z) of ``slot`` in a command vector."""
         v = np.asarray(vector, dtype=np.float64)
