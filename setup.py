@@ -47,6 +47,7 @@ setup(
             "policy_node = faster_ros.ros.policy_node:main",
             "chunk_executor = faster_ros.ros.executor_node:main",
             "mock_robot = faster_ros.ros.mock_robot:main",
+            "sim_robot = faster_ros.ros.sim_robot:main",
         ],
     },
 )

@@ -2,6 +2,7 @@
 
     faster-ros demo                         the whole stack on the shipped default (mock robot)
     faster-ros bringup r1lite_wbc --mock-robot   start an embodiment's node graph here
+    faster-ros bringup aloha_sim --sim      the same, on the simulated ALOHA (MuJoCo)
     faster-ros graph r1lite_wbc             print the node graph the launch files start
     faster-ros check-config config/*.yaml   validate embodiment configs
     faster-ros tokenizer train|eval ...     FASTerVQ training / evaluation
@@ -38,7 +39,7 @@ def _demo(args) -> int:
 def _graph_from(args):
     from faster_ros.graph import build_graph
 
-    return build_graph(args.embodiment, mock_robot=args.mock_robot, model=args.model,
+    return build_graph(args.embodiment, mock_robot=args.mock_robot, sim=args.sim, model=args.model,
                        use_sim_time=args.sim_time, mock_source=args.bag or "",
                        deterministic=getattr(args, "deterministic", False))
 
@@ -96,6 +97,8 @@ def _check_config(args) -> int:
 def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("embodiment", help="embodiment name (config/<name>.yaml) or YAML path")
     p.add_argument("--mock-robot", action="store_true", help="also start the mock robot")
+    p.add_argument("--sim", action="store_true",
+                   help="also start the simulated robot (aloha_sim; sim time on /clock)")
     p.add_argument("--model", default=None, help="policy model dir or shipped name")
     p.add_argument("--bag", default=None, help="rosbag2 the mock robot replays")
     p.add_argument("--sim-time", action="store_true", help="use /clock")

@@ -67,6 +67,7 @@ def build_graph(
     embodiment: str | Embodiment,
     *,
     mock_robot: bool = False,
+    sim: bool = False,
     model: str | None = None,
     tokenizer: str | None = None,
     use_sim_time: bool = False,
@@ -77,10 +78,15 @@ def build_graph(
     """Describe the nodes that run ``embodiment``.
 
     ``model``/``tokenizer`` default to the embodiment's ``policy`` section; ``mock_source`` is a
-    rosbag2 path the mock robot replays (empty: generated signals); ``overrides`` maps a node name
-    to parameter values that replace the defaults (``-p``-style).
+    rosbag2 path the mock robot replays (empty: generated signals); ``sim`` starts the simulated
+    robot (faster_ros.ros.sim_robot) instead, which owns /clock, so every other node then runs
+    on sim time; ``overrides`` maps a node name to parameter values that replace the defaults
+    (``-p``-style).
     """
     emb = embodiment if isinstance(embodiment, Embodiment) else load_embodiment(embodiment)
+    if sim and mock_robot:
+        raise ValueError("choose the mock robot or the simulated robot, not both")
+    use_sim_time = use_sim_time or sim
     config = emb.source
     common = {"embodiment": config, "use_sim_time": use_sim_time}
     nodes = [
@@ -114,6 +120,16 @@ def build_graph(
                 module="faster_ros.ros.mock_robot",
                 node_class="MockRobotNode",
                 parameters={**common, "source": mock_source},
+            )
+        )
+    if sim:
+        nodes.append(
+            NodeSpec(
+                name="sim_robot",
+                executable="sim_robot",
+                module="faster_ros.ros.sim_robot",
+                node_class="SimRobotNode",
+                parameters={"embodiment": config, "use_sim_time": False},  # it is the clock
             )
         )
     by_name = {n.name: n for n in nodes}

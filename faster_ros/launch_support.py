@@ -10,6 +10,7 @@ from faster_ros.graph import build_graph
 
 LAUNCH_ARGUMENTS = {
     "mock_robot": ("false", "start the mock robot node instead of talking to hardware"),
+    "sim": ("false", "start the simulated robot (MuJoCo; it publishes /clock) instead"),
     "mock_source": ("", "rosbag2 the mock robot replays (empty: generated signals)"),
     "model": ("", "policy model directory or shipped name (default: the embodiment's)"),
     "tokenizer": ("", "tokenizer directory or shipped name (default: the embodiment's)"),
@@ -28,6 +29,7 @@ def graph_node_actions(embodiment: str, values: dict[str, str]) -> list:
     graph = build_graph(
         embodiment,
         mock_robot=_truthy(values.get("mock_robot", "false")),
+        sim=_truthy(values.get("sim", "false")),
         model=values.get("model") or None,
         tokenizer=values.get("tokenizer") or None,
         use_sim_time=_truthy(values.get("use_sim_time", "false")),

@@ -5,9 +5,10 @@
 #
 # Steps: venv -> ROS 2 Kilted wheels + build tools -> torch==2.13.0 alone (the CPU build: set
 # PIP_FIND_LINKS or PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu where PyPI would give
-# a CUDA build) -> plain requirements (torch held by a constraint) -> faster_msgs -> faster_ros
-# editable. Each step stores a hash of its inputs under VENV/.setup-stamps and is skipped while the
-# hash matches, so a second run takes seconds. Delete that folder (or the venv) to force a redo.
+# a CUDA build) -> plain requirements (torch held by a constraint) -> the simulator
+# (requirements/sim.txt: gym-aloha + mujoco, about 15 s) -> faster_msgs -> faster_ros editable.
+# Each step stores a hash of its inputs under VENV/.setup-stamps and is skipped while the hash
+# matches, so a second run takes seconds. Delete that folder (or the venv) to force a redo.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,6 +71,8 @@ step ros "$(hash_of requirements/ros-kilted.txt requirements/ros-build.txt)" \
   pip_install -r requirements/ros-kilted.txt -r requirements/ros-build.txt
 step torch "$torch_pin" pip_install "$torch_pin"
 step plain "$(hash_of requirements/base.txt requirements/dev.txt)-$torch_pin" install_plain
+step sim "$(hash_of requirements/sim.txt)-$torch_pin" \
+  pip_install -r requirements/sim.txt -c "$stamps/torch-constraint.txt"
 scripts/build_msgs.sh "$venv"
 if [[ -f setup.py ]]; then
   step package "$(hash_of setup.py setup.cfg package.xml)" install_package

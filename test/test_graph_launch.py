@@ -95,8 +95,10 @@ def test_launch_arguments_reach_the_parameters(fake_launch):
 
 def test_console_scripts_cover_every_executable():
     setup_py = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
-    for embodiment in EMBODIMENTS:
-        for spec in build_graph(embodiment, mock_robot=True).nodes:
+    graphs = [build_graph(e, mock_robot=True) for e in EMBODIMENTS]
+    graphs.append(build_graph("aloha_sim", sim=True))
+    for g in graphs:
+        for spec in g.nodes:
             assert f'"{spec.executable} = {spec.module}:main"' in setup_py
 
 
