@@ -264,7 +264,11 @@ class PolicyNode(LifecycleNode):
         arrivals = self._arrivals.get(name)
         if not arrivals:
             return 0.0
-        recent = [t for t in arrivals if t >= time.time() - window_s]
+        since = time.time() - window_s
+        # tuple() copies in one step under the GIL: the sensor callbacks (reentrant group, other
+        # threads) append meanwhile, and iterating the deque itself raised "deque mutated during
+        # iteration" in the diagnostics timer, which took the whole node down
+        recent = [t for t in tuple(arrivals) if t >= since]
         return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
 
     def _observation_received(self, input_stamps: dict[str, float]) -> float:
