@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 ifeq ($(PYTEST_WORKERS),0)
 XDIST :=
 else
-XDIST := -n $(PYTEST_WORKERS)
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 endif
 
 .PHONY: setup msgs lint test demo clean distclean
