@@ -197,7 +197,7 @@ class ChunkExecutorNode(Node):
             cmd = self._handoff.command(now)
             if cmd is None or not self._publishable(cmd.positions, cmd.velocities):
                 return
-        stamp = self.get_clock().now().to_msg()
+        stamp = conv.to_time(now)  # the time the setpoint was computed for
         for group in self._emb.outputs:
             if group.kind != "joint_trajectory":
                 self._pubs[group.name].publish(
