@@ -252,3 +252,28 @@ def test_recorded_bag_reads_back_every_message(storage, tmp_path, ros_context):
     assert list(chunks[3].codes) == [3, 7]
     assert [m.reason for m in seen[graph.MODE_TOPIC]] == [f"step {k}" for k in range(n)]
     assert [list(m.position) for m in seen[JOINTS]][2] == [2.0, -2.0]
+
+
+@needs_bags
+def test_offline_replay_at_given_stamps_and_with_late_joints():
+    """at_stamps assembles exactly at those frames; late_joints makes the frame arrive before
+    the joint message of its stamp, so the observation holds the previous joint sample."""
+    from faster_ros.inference import load_policy
+    from faster_ros.replay.bag import load_inputs
+    from faster_ros.replay.offline import run_offline
+
+    emb = load_embodiment("g1_inspire")
+    inputs = load_inputs(G1_BAG_MCAP, emb, duration_s=1.0)
+    frames = [s.stamp for s in inputs.samples if s.kind == "camera"]
+    wanted = [frames[5], frames[17]]
+    policy = load_policy("builtin:wave", "", "cpu", True, emb)
+    on_time = run_offline(inputs, policy, at_stamps=wanted, progress=False)
+    late = run_offline(inputs, policy, at_stamps=wanted, late_joints=True, progress=False)
+    assert [c.stamp for c in on_time.chunks] == wanted == [c.stamp for c in late.chunks]
+    joints = [s for s in inputs.samples if s.kind == "joints"]
+    by_stamp = {s.stamp: s.payload[1] for s in joints}
+    previous = {b.stamp: a.payload[1] for a, b in zip(joints, joints[1:])}
+    for a, b in zip(on_time.chunks, late.chunks):
+        np.testing.assert_array_equal(a.state, by_stamp[a.stamp])
+        np.testing.assert_array_equal(b.state, previous[b.stamp])
+        assert not np.array_equal(a.state, b.state)

@@ -7,7 +7,9 @@ assembled at that arrival time, the policy predicts a chunk and the node's own c
 (:func:`~faster_ros.inference.chunk_problem`) decide whether it would have been published.
 
 ``at_stamps`` instead assembles exactly at the reference samples with those stamps (the
-observations of a live run, for the parity check).
+observations of a live run, for the parity check). With ``late_joints``, joint messages stamped
+like one of those frames reach the assembler only after it (the order in which a live node may take
+them when both wait in its executor's queue: it then holds the previous joint sample).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def _reason_kind(reason: str) -> str:
 
 def run_offline(inputs: ReplayInputs, policy, *, instruction: str | None = None,
                 replan_s: float | None = None, at_stamps: Sequence[float] | None = None,
-                max_chunks: int | None = None, progress: bool = True) -> ReplayRun:
+                max_chunks: int | None = None, progress: bool = True,
+                late_joints: bool = False) -> ReplayRun:
     """Replay ``inputs`` through the observation assembler and ``policy``."""
     from tqdm import tqdm
 
@@ -72,23 +75,32 @@ def run_offline(inputs: ReplayInputs, policy, *, instruction: str | None = None,
     start = time.perf_counter()
     bar = tqdm(inputs.samples, desc=f"replay {inputs.path.name}", unit="msg",
                disable=not progress, leave=False)
+    def is_wanted(stamp: float) -> bool:
+        k = int(np.searchsorted(wanted, stamp))
+        return any(abs(wanted[i] - stamp) <= 5e-4 for i in (k - 1, k) if 0 <= i < len(wanted))
+
+    held = []  # late_joints: joint samples that arrive after the frame they are stamped like
     for s in bar:
         if s.kind == "camera":
             assembler.add_image(s.name, s.stamp, s.payload)
+        elif late_joints and wanted is not None and s.name != assembler.reference and \
+                is_wanted(s.stamp):
+            held.append(s)
         else:
             assembler.add_joints(s.name, s.stamp, *s.payload)
         if s.name != assembler.reference:
             continue
         if wanted is not None:
-            k = int(np.searchsorted(wanted, s.stamp))
-            near = [abs(wanted[i] - s.stamp) for i in (k - 1, k) if 0 <= i < len(wanted)]
-            if not near or min(near) > 5e-4:
+            if not is_wanted(s.stamp):
                 continue
         elif s.t_bag - last_attempt < replan - 1e-9:
             continue
         last_attempt = s.t_bag
         run.attempts += 1
         result = assembler.assemble(s.t_bag, text)
+        for h in held:
+            assembler.add_joints(h.name, h.stamp, *h.payload)
+        held.clear()
         if result.observation is None:
             run.failures[_reason_kind(result.reason)] += 1
             continue
