@@ -41,7 +41,8 @@ def _graph_from(args):
 
     return build_graph(args.embodiment, mock_robot=args.mock_robot, sim=args.sim, model=args.model,
                        use_sim_time=args.sim_time, mock_source=args.bag or "",
-                       deterministic=getattr(args, "deterministic", False))
+                       deterministic=getattr(args, "deterministic", False),
+                       initial_mode=args.initial_mode or "")
 
 
 def _bringup(args) -> int:
@@ -72,9 +73,13 @@ def _bringup(args) -> int:
 
 def _graph(args) -> int:
     g = _graph_from(args)
+    from faster_ros.embodiment import load_embodiment
+    from faster_ros.graph import robot_topics
+
     print(yaml.safe_dump({"embodiment": g.embodiment, "nodes": [
         {"name": n.name, "executable": n.executable, "parameters": n.parameters}
-        for n in g.nodes]}, sort_keys=False))
+        for n in g.nodes], "robot_topics": robot_topics(load_embodiment(args.embodiment))},
+        sort_keys=False))
     return 0
 
 
@@ -102,6 +107,8 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="policy model dir or shipped name")
     p.add_argument("--bag", default=None, help="rosbag2 the mock robot replays")
     p.add_argument("--sim-time", action="store_true", help="use /clock")
+    p.add_argument("--initial-mode", choices=("TELEOP", "POLICY", "HOLD"), default=None,
+                   help="runtime mode at start (default: the config's handoff.initial_mode)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,6 +73,7 @@ def build_graph(
     use_sim_time: bool = False,
     mock_source: str = "",
     deterministic: bool = False,
+    initial_mode: str = "",
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Graph:
     """Describe the nodes that run ``embodiment``.
@@ -80,8 +81,9 @@ def build_graph(
     ``model``/``tokenizer`` default to the embodiment's ``policy`` section; ``mock_source`` is a
     rosbag2 path the mock robot replays (empty: generated signals); ``sim`` starts the simulated
     robot (faster_ros.ros.sim_robot) instead, which owns /clock, so every other node then runs
-    on sim time; ``overrides`` maps a node name to parameter values that replace the defaults
-    (``-p``-style).
+    on sim time; ``initial_mode`` (TELEOP / POLICY / HOLD, empty: the config's
+    ``handoff.initial_mode``) is the executor's mode at start; ``overrides`` maps a node name to
+    parameter values that replace the defaults (``-p``-style).
     """
     emb = embodiment if isinstance(embodiment, Embodiment) else load_embodiment(embodiment)
     if sim and mock_robot:
@@ -109,7 +111,7 @@ def build_graph(
             executable="chunk_executor",
             module="faster_ros.ros.executor_node",
             node_class="ChunkExecutorNode",
-            parameters={**common, "initial_mode": ""},
+            parameters={**common, "initial_mode": initial_mode},
         ),
     ]
     if mock_robot:

@@ -15,6 +15,7 @@ LAUNCH_ARGUMENTS = {
     "model": ("", "policy model directory or shipped name (default: the embodiment's)"),
     "tokenizer": ("", "tokenizer directory or shipped name (default: the embodiment's)"),
     "use_sim_time": ("false", "use /clock (rosbag replay, simulation)"),
+    "initial_mode": ("", "TELEOP, POLICY or HOLD at start (default: the config's handoff)"),
 }
 
 
@@ -34,6 +35,7 @@ def graph_node_actions(embodiment: str, values: dict[str, str]) -> list:
         tokenizer=values.get("tokenizer") or None,
         use_sim_time=_truthy(values.get("use_sim_time", "false")),
         mock_source=values.get("mock_source", ""),
+        initial_mode=values.get("initial_mode", ""),
     )
     return [
         Node(

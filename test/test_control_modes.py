@@ -366,3 +366,18 @@ def test_handoff_section_parses_custom_inputs():
     arm, joy = h.teleop_inputs
     assert arm.names == ("l1", "l2") and arm.indices == (0, 1)
     assert joy.names == ("linear.y",) and joy.indices == (EMB.index("chassis_vx"),)
+
+
+def test_graph_declares_the_handoff_topics_and_initial_mode():
+    from faster_ros import graph
+
+    g = graph.build_graph("r1lite_wbc", initial_mode="TELEOP")
+    assert g.node("faster_executor").parameters["initial_mode"] == "TELEOP"
+    assert graph.build_graph("r1lite_wbc").node("faster_executor").parameters[
+        "initial_mode"] == ""  # the config's handoff.initial_mode
+    topics = graph.robot_topics(EMB)
+    assert topics["teleop"] == [f"{graph.TELEOP_JOINT_TOPIC} (JointState)",
+                                f"{graph.TELEOP_TWIST_TOPIC} (Twist)"]
+    assert topics["deadman"] == [graph.DEADMAN_TOPIC]
+    arm_only = graph.handoff_topics(load_embodiment("single_arm"))
+    assert arm_only["teleop"] == [f"{graph.TELEOP_JOINT_TOPIC} (JointState)"]
