@@ -77,6 +77,18 @@ def test_deadman_press_release_and_silence():
     assert m.mode == Mode.HOLD and "deadman silent" in m.reason
 
 
+def test_a_stream_of_not_pressed_is_no_release():
+    m = ModeManager(SPEC, 0.0, initial="TELEOP")
+    m.policy_seen(0.0)
+    m.deadman(False, 0.05)
+    assert m.request("POLICY", "console", 0.1)[0]
+    m.deadman(False, 0.15)
+    m.deadman(False, 0.2)
+    assert m.mode == Mode.POLICY
+    m.deadman(True, 0.25)
+    assert m.deadman(False, 0.3)[0] and m.mode == Mode.HOLD  # released; no teleop -> HOLD
+
+
 def test_deadman_press_refused_without_policy():
     m = ModeManager(SPEC, 0.0, initial="TELEOP")
     switched, msg = m.deadman(True, 0.1)

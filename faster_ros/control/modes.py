@@ -12,7 +12,9 @@ Transitions, each with a reason, a timestamp and who asked (:class:`Transition`)
   never refused); POLICY is refused while the policy produced no chunk for ``policy_timeout_s``
   or, with ``require_deadman``, while the deadman is not pressed;
 * by the deadman / pedal (std_msgs/Bool): a press (rising edge) asks for POLICY like a request;
-  a release, or ``deadman_timeout_s`` of silence while pressed, leaves POLICY at once;
+  a release (falling edge), or ``deadman_timeout_s`` of silence while pressed, leaves POLICY at
+  once (a pedal that streams "not pressed" does not block a POLICY request, unless
+  ``require_deadman``);
 * by the operator: teleop input that moves while in POLICY or HOLD switches to TELEOP at once
   (:meth:`ModeManager.operator_moved`; what counts as moving is decided by the teleop input,
   faster_ros.control.teleop);
@@ -157,8 +159,8 @@ class ModeManager:
                 return False, f"deadman pressed, POLICY refused: {refusal}"
             self._switch(Mode.POLICY, "deadman pressed", now, "deadman")
             return True, "deadman pressed"
-        if not pressed and self._mode == Mode.POLICY:
-            self._leave_policy("deadman released", now, "deadman")
+        if not pressed and was and self._mode == Mode.POLICY:  # the release, not a stream
+            self._leave_policy("deadman released", now, "deadman")  # of "not pressed"
             return True, "deadman released"
         return False, ""
 
