@@ -70,7 +70,8 @@ def test_replay_of_both_shared_bags_writes_the_report(tmp_path, capsys):
         assert len(err["per_joint_mae"]) == 26 and len(err["per_step_mae"]) == 32
         assert 0.0 < err["mae"] < 0.5 and 0.0 <= err["vrr@0.001"] <= err["vrr@0.01"] <= 1.0
         assert fig["invalid_tokens"]["total"] == 0 and fig["seam"]["seams"] == 2
-        assert "hold state" in (out / "report.html").read_text()
+        assert fig["hold_state"]["mae"] > 0 and fig["hold_last_command"]["mae"] > 0
+        assert "hold last command" in (out / "report.html").read_text()
         codes[bag.name] = [c["codes"] for c in report["chunks"]]
     # the same recording in both storage formats, greedy decoding: the same tokens
     assert codes[G1_BAG_MCAP.name] == codes[G1_BAG_DB3.name]

@@ -141,7 +141,8 @@ def _replay_policy(inputs, args, out: Path) -> int:
     files = write_report(out, report, emb=emb, inputs=inputs, run=run)
     err, lat = figures["error"], figures["latency"]
     print(f"{figures['published']} chunks from {inputs.path.name} vs {figures['compared_with']}: "
-          f"mae {err['mae']:.4f} (hold state {figures['hold_state'].get('mae', float('nan')):.4f})"
+          f"mae {err['mae']:.4f} (hold state {figures['hold_state'].get('mae', float('nan')):.4f}"
+          f", hold last command {figures['hold_last_command'].get('mae', float('nan')):.4f})"
           f", VRR@1e-2 {err['vrr@0.01']:.3f}, VRR@1e-3 {err['vrr@0.001']:.3f}, latency p50 "
           f"{lat.get('p50_ms', float('nan')):.1f} ms, invalid tokens "
           f"{figures['invalid_tokens']['total']}")

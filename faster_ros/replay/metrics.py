@@ -13,7 +13,9 @@ recording and dimensions the recording lacks are left out (NaN), never filled.
                 value at that time, per group, and how many exceed the configured seam bound
     latency     policy time per chunk (ms): percentiles, histogram, stage breakdown
     tokens      invalid tokens predicted and chunks the live node would have rejected
-    hold_state  the same errors for "hold the observed state" (a baseline, for scale)
+    hold_state  the same errors for "hold the observed state" (a baseline, for scale), and
+                hold_last_command for "repeat the command recorded one period before" (with a
+                command topic)
 """
 
 from __future__ import annotations
@@ -138,6 +140,10 @@ def replay_figures(run: ReplayRun, emb: Embodiment, commands: RecordedSeries | N
             joint = emb.dimensions[d].joint
             if joint in state_at:
                 hold[k, :, d] = c.state[state_at[joint]]
+    last = None
+    if commands is not None and published:  # repeat the previous recorded command
+        last = np.stack([np.broadcast_to(commands.at(np.array([c.stamp - emb.control.dt]))[0],
+                                         truth.shape[1:]) for c in published])
     problems: dict[str, int] = {}
     for c in run.chunks:
         if c.problem:
@@ -155,6 +161,7 @@ def replay_figures(run: ReplayRun, emb: Embodiment, commands: RecordedSeries | N
                                                           for c in run.chunks))},
         "error": error_figures(pred, truth, emb),
         "hold_state": error_figures(hold, truth, emb) if published else {},
+        "hold_last_command": error_figures(last, truth, emb) if last is not None else {},
         "seam": seam_figures(run, emb),
         "latency": latency_figures(run),
         "wall_s": run.wall_s,

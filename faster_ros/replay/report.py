@@ -42,7 +42,8 @@ def _plot(path: Path, emb: Embodiment, inputs: ReplayInputs, run: ReplayRun,
         ax.legend(loc="upper right", fontsize=7)
     axes[len(dims) - 1].set_xlabel("bag time [s]")
     ax = axes[-2]
-    for name, fig_key in (("policy", "error"), ("hold state", "hold_state")):
+    for name, fig_key in (("policy", "error"), ("hold state", "hold_state"),
+                          ("hold last command", "hold_last_command")):
         per_step = figures.get(fig_key, {}).get("per_step_mae")
         if per_step:
             ax.plot(np.arange(len(per_step)), [np.nan if v is None else v for v in per_step],
@@ -96,6 +97,9 @@ def _html(report: dict[str, Any], png: Path | None) -> str:
     rows = [("policy", *[_fmt(err.get(k)) for k in keys])]
     if hold:
         rows.append(("hold state", *[_fmt(hold.get(k)) for k in keys]))
+    last = fig.get("hold_last_command", {})
+    if last:
+        rows.append(("hold last command", *[_fmt(last.get(k)) for k in keys]))
     for g, v in err.get("per_group", {}).items():
         rows.append((f"policy: {g}", *[_fmt(v.get(k)) for k in keys]))
     parts.append("<h2>Error against the recording</h2>" + _table(rows, ("", *keys)))
