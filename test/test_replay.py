@@ -278,3 +278,66 @@ def test_offline_replay_at_given_stamps_and_with_late_joints():
         np.testing.assert_array_equal(a.state, by_stamp[a.stamp])
         np.testing.assert_array_equal(b.state, previous[b.stamp])
         assert not np.array_equal(a.state, b.state)
+
+
+@needs_bags
+@pytest.mark.ros
+def test_publish_plays_on_clock_at_the_chosen_rate(ros_context):
+    """--publish's node: every input message once, header stamps unchanged, /clock never behind
+    a message it precedes, and the bag's span played in span / rate of wall time."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rosbags.highlevel import AnyReader
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import CompressedImage, JointState
+
+    from faster_ros.ros.bag_publisher import BagPublisherNode, input_topics, read_raw
+    from faster_ros.ros.qos import SENSOR_QOS
+
+    emb = load_embodiment("g1_inspire")
+    rate, span = 4.0, 1.0
+    messages, types = read_raw(G1_BAG_MCAP, input_topics(emb), duration_s=span)
+    player = BagPublisherNode(messages, types, rate=rate, context=ros_context)
+    listener = Node("listener", context=ros_context)
+    got: list = []
+    clock = [0.0]
+
+    def on_clock(msg):
+        clock[0] = max(clock[0], msg.clock.sec + msg.clock.nanosec * 1e-9)
+
+    def on_msg(topic):
+        return lambda msg: got.append((topic, msg.header.stamp.sec + msg.header.stamp.nanosec
+                                       * 1e-9, clock[0]))
+
+    listener.create_subscription(Clock, "/clock", on_clock, 100)
+    listener.create_subscription(JointState, JOINTS, on_msg(JOINTS), SENSOR_QOS)
+    listener.create_subscription(CompressedImage, CAMERA, on_msg(CAMERA), SENSOR_QOS)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(listener)
+    assert player.wait_for_subscribers(10.0)
+    time.sleep(1.0)  # let the listener's side of the match complete too
+    wall: list = []
+    thread = threading.Thread(target=lambda: wall.append((time.monotonic(), player.play(),
+                                                          time.monotonic())))
+    thread.start()
+    end = time.monotonic() + 10.0
+    while (thread.is_alive() or len(got) < len(messages)) and time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.01)
+    thread.join()
+    executor.shutdown()
+    player.destroy_node()
+    listener.destroy_node()
+    t0, published, t1 = wall[0]
+    assert published == len(messages) == len(got)
+    stamps = {t: [s for topic, s, _ in got if topic == t] for t in (JOINTS, CAMERA)}
+    expected = {t: [] for t in (JOINTS, CAMERA)}
+    with AnyReader([G1_BAG_MCAP]) as reader:
+        for conn, _, raw in reader.messages():
+            if conn.topic in expected:
+                h = reader.deserialize(raw, conn.msgtype).header.stamp
+                expected[conn.topic].append(h.sec + h.nanosec * 1e-9)
+    for t in expected:
+        assert stamps[t] == expected[t][:len(stamps[t])]
+    assert all(stamp <= seen_clock + 1e-6 for _, stamp, seen_clock in got)
+    played = (messages[-1][0] - messages[0][0]) * 1e-9
+    assert played / rate * 0.9 <= t1 - t0 <= played / rate + 1.0, (t1 - t0, played)
