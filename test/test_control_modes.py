@@ -9,7 +9,13 @@ import pytest
 from faster_ros.control import Chunk
 from faster_ros.control.handoff import HandoffController
 from faster_ros.control.modes import Mode, ModeManager
-from faster_ros.control.teleop import TeleopState, limit_step, map_joint_values, map_twist
+from faster_ros.control.teleop import (
+    TeleopState,
+    limit_step,
+    map_joint_values,
+    map_twist,
+    shadow_divergence,
+)
 from faster_ros.embodiment import load_embodiment
 
 EMB = load_embodiment("r1lite_wbc")
@@ -192,6 +198,15 @@ def test_teleop_state_validates_and_detects_activity():
     hold = np.full(EMB.action_dim, 0.5)
     target = st.target(1.0, hold)
     assert target[i] == 0.5 and target[vx] == 0.0  # stale: hold positions, stop the base
+
+
+def test_shadow_divergence_interpolates_the_plan_at_now():
+    pos = np.zeros((4, 2))
+    pos[:, 0] = [0.0, 0.1, 0.2, 0.3]
+    chunk = Chunk(pos, start_time=10.0, dt=0.1)
+    np.testing.assert_allclose(shadow_divergence(chunk, np.array([0.0, 0.5]), 10.15),
+                               [0.15, 0.5])
+    np.testing.assert_allclose(shadow_divergence(chunk, np.zeros(2), 99.0), [0.3, 0.0])
 
 
 def test_limit_step_bounds_every_step():

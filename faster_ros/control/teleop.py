@@ -5,7 +5,8 @@ JointState / JointTrajectory by joint name, a base Twist by field. :class:`Teleo
 newest valid value of every dimension with its time, tells which are fresh, and detects operator
 activity against a reference taken when control left the operator (a position dimension moved by
 more than ``activity_threshold`` of its range; a twist above that fraction of its range).
-:func:`limit_step` is the rate limiter that makes the return to teleoperation bumpless.
+:func:`limit_step` is the rate limiter that makes the return to teleoperation bumpless;
+:func:`shadow_divergence` compares the policy's shadow plan with the operator's command.
 
 No rclpy here.
 """
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from faster_ros.control.chunk import Chunk
 from faster_ros.embodiment import Embodiment, TeleopInput
 
 
@@ -39,6 +41,15 @@ def map_twist(inp: TeleopInput, fields: Mapping[str, float]) -> tuple[dict[int, 
                                                                         list[str]]:
     """Twist fields ({'linear.x': v, ...}) -> {action index: value} for ``inp``'s dimensions."""
     return {i: float(fields[f]) for i, f in zip(inp.indices, inp.names)}, []
+
+
+def shadow_divergence(chunk: Chunk, command: np.ndarray, now: float) -> np.ndarray:
+    """(D,) how far the policy's shadow plan is from what is commanded: ``|chunk(now) -
+    command|`` with the chunk interpolated at ``now`` (held at its ends). What an operator looks
+    at before handing over: small means the policy would continue what they are doing."""
+    times = chunk.times()
+    planned = np.array([np.interp(now, times, chunk.positions[:, j]) for j in range(chunk.dim)])
+    return np.abs(planned - np.asarray(command, dtype=np.float64))
 
 
 def limit_step(current: np.ndarray, target: np.ndarray, rate: np.ndarray, elapsed: float,

@@ -5,7 +5,9 @@ reach controllers): teleop input adapters, the deadman, the SetMode service, Mod
   sensor_msgs/JointState or trajectory_msgs/JointTrajectory, matched by joint name; a base's
   geometry_msgs/Twist, mapped through the twist_base fields) feeds the HandoffController;
 - the deadman / pedal (std_msgs/Bool on ``handoff.deadman_topic``);
-- shadow chunks (graph.SHADOW_CHUNK_TOPIC): never executed, they tell that the policy is alive;
+- shadow chunks (graph.SHADOW_CHUNK_TOPIC): never executed, they tell that the policy is alive,
+  and how far its plan is from the operator's command is published (diagnostic_msgs on
+  graph.DIAGNOSTICS_TOPIC, "faster_executor: shadow vs operator", per output group, 1 Hz);
 - the faster_msgs/SetMode service on graph.SET_MODE_SERVICE;
 - every transition is logged with its reason and published as faster_msgs/ModeChange on
   graph.MODE_TOPIC (latched, deep history: recorders see every one).
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -27,8 +31,8 @@ from faster_msgs.msg import ActionChunk, ModeChange
 from faster_msgs.srv import SetMode
 from faster_ros import graph
 from faster_ros.control.handoff import HandoffController
-from faster_ros.control.modes import Transition
-from faster_ros.control.teleop import map_joint_values, map_twist
+from faster_ros.control.modes import Mode, Transition
+from faster_ros.control.teleop import map_joint_values, map_twist, shadow_divergence
 from faster_ros.embodiment import TeleopInput
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import now_s
@@ -87,7 +91,10 @@ class HandoffInterface:
         node.create_service(SetMode, graph.SET_MODE_SERVICE, self._on_set_mode,
                             callback_group=group)
         self._mode_pub = node.create_publisher(ModeChange, graph.MODE_TOPIC, MODE_QOS)
+        self._diag_pub = node.create_publisher(DiagnosticArray, graph.DIAGNOSTICS_TOPIC, 10)
+        self._last_diag = -np.inf
         self.transitions = 0
+        self.divergence: np.ndarray | None = None  # (D,) of the newest shadow chunk
 
     def publish_transitions(self) -> None:
         """Log and publish the transitions since the last call."""
@@ -120,7 +127,38 @@ class HandoffInterface:
         self.publish_transitions()
 
     def _on_shadow(self, msg: ActionChunk) -> None:
-        self.handoff.policy_seen(now_s(self.node))
+        now = now_s(self.node)
+        self.handoff.policy_seen(now)
+        self.publish_transitions()
+        command = self.handoff.last_command
+        if command is None or self.handoff.mode == Mode.POLICY:
+            return
+        try:
+            chunk = conv.msg_to_chunk(msg, self.handoff.emb.dim_names)
+        except ValueError as exc:
+            self.node.get_logger().warning(f"shadow chunk not compared: {exc}",
+                                           throttle_duration_sec=5.0)
+            return
+        self.divergence = shadow_divergence(chunk, command, now)
+        if now - self._last_diag >= 1.0:
+            self._last_diag = now
+            self._diag_pub.publish(self._divergence_msg())
+
+    def _divergence_msg(self) -> DiagnosticArray:
+        emb = self.handoff.emb
+        status = DiagnosticStatus(name="faster_executor: shadow vs operator",
+                                  hardware_id=emb.name, level=DiagnosticStatus.OK)
+        for group in emb.outputs:
+            d = self.divergence[list(group.indices)]
+            j = int(np.argmax(d))
+            unit = emb.dimensions[group.indices[j]].unit
+            status.values.append(KeyValue(key=group.name, value=f"{d[j]:.4g} {unit}"))
+        status.message = (f"mode {self.handoff.mode.value}: the policy's shadow plan vs the "
+                          f"command, largest per group")
+        out = DiagnosticArray()
+        out.header.stamp = self.node.get_clock().now().to_msg()
+        out.status = [status]
+        return out
 
     def _on_set_mode(self, request, response):
         accepted, message = self.handoff.request(request.mode, request.reason,
