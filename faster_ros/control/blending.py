@@ -45,7 +45,8 @@ def blend_weights(times: np.ndarray, start: float, blend_time_s: float) -> np.nd
     times = np.asarray(times, dtype=np.float64)
     if blend_time_s <= 0:
         return np.where(times > start, 1.0, 0.0)
-    return smoothstep((times - start) / blend_time_s)
+    with np.errstate(over="ignore"):  # a subnormal blend time: inf, clipped to 1 (no blend)
+        return smoothstep((times - start) / blend_time_s)
 
 
 def blend_seam(
