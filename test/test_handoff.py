@@ -24,7 +24,9 @@ from faster_ros.embodiment import load_embodiment
 from faster_ros.graph import build_graph
 from faster_ros.ros import conversions as conv
 
-pytestmark = [pytest.mark.ros, pytest.mark.multiprocess, pytest.mark.slow]
+# one session is shared by the r1lite_wbc tests: xdist_group keeps them on one worker
+pytestmark = [pytest.mark.ros, pytest.mark.multiprocess, pytest.mark.slow,
+              pytest.mark.xdist_group("handoff")]
 
 EMBODIMENT = "r1lite_wbc"
 EXECUTED = ("ok", "clipped", "time_scaled")
