@@ -41,15 +41,16 @@ SIM_T0 = 1000.0
 
 
 class _Switch:
-    """A publisher that can be cut (the fault) and restored."""
+    """A publisher that can be cut or made to send garbage (the fault) and restored."""
 
     def __init__(self, publisher):
         self.publisher = publisher
         self.on = True
+        self.mangle = None  # msg -> msg
 
     def publish(self, msg) -> None:
         if self.on:
-            self.publisher.publish(msg)
+            self.publisher.publish(self.mangle(msg) if self.mangle else msg)
 
 
 class Stack:
@@ -144,9 +145,13 @@ class Stack:
         for name in names:
             self.switches[name].on = on
 
+    def garble(self, name: str, mangle) -> None:
+        self.switches[name].mangle = mangle
+
     def restore(self) -> None:
         for switch in self.switches.values():
             switch.on = True
+            switch.mangle = None
 
     def instruct(self, text: str, timeout: float = 10.0) -> None:
         """Set the policy's instruction (the fault selector of builtin:faults) and wait until
@@ -310,15 +315,18 @@ def run_fault(stack: Stack, case: str, inject, clear, policy_says: str | None,
     stack.wait_running()
     t_fault = time.time()
     inject()
-    if policy_says is not None:
-        stack.wait_for(lambda: policy_says in (stack.rec.policy_status.reason or ""),
-                       stack.budget() + 10.0, f"{case}: PolicyStatus saying {policy_says!r}")
-        assert stack.rec.policy_status.mode == stack.rec.policy_status.MODE_HOLD
-    time.sleep(max(0.0, t_fault + stack.budget() + hold_s - time.time()))
-    stack.wait_for(lambda: any(s in stack.rec.executor_status.reason for s in executor_says),
-                   3.0, f"{case}: executor status saying one of {executor_says}")
-    t_clear = time.time()
-    clear()
+    try:
+        if policy_says is not None:
+            hold = stack.rec.policy_status.MODE_HOLD
+            stack.wait_for(lambda: policy_says in (stack.rec.policy_status.reason or "")
+                           and stack.rec.policy_status.mode == hold, stack.budget() + 10.0,
+                           f"{case}: PolicyStatus in HOLD saying {policy_says!r}")
+        time.sleep(max(0.0, t_fault + stack.budget() + hold_s - time.time()))
+        stack.wait_for(lambda: any(s in stack.rec.executor_status.reason for s in executor_says),
+                       3.0, f"{case}: executor status saying one of {executor_says}")
+    finally:
+        t_clear = time.time()
+        clear()  # also when failing: the next case starts from a healthy stack
     assert_held(stack, t_fault, t_clear, case)
     assert_resumed(stack, t_clear, case)
     assert_safe(stack.emb, stack.rec)
@@ -344,6 +352,26 @@ class TestArmFaults:
     def test_joint_state_topic_dies(self, arm_stack):
         run_fault(arm_stack, "joint states die", lambda: arm_stack.cut("/joint_states"),
                   arm_stack.restore, "joint input '/joint_states' stale")
+
+    def test_camera_sends_garbage(self, arm_stack):
+        """Frames whose step is shorter than a row: dropped with the decoder's reason."""
+
+        def short_step(msg):
+            msg.step = 5
+            return msg
+
+        run_fault(arm_stack, "garbage frames",
+                  lambda: arm_stack.garble("/camera/color/image_raw", short_step),
+                  arm_stack.restore, "bad frame dropped: 'rgb8' 64x48: step 5 is smaller")
+
+    def test_joint_states_carry_nan(self, arm_stack):
+        def nan_joint(msg):
+            msg.position = [float("nan")] + list(msg.position[1:])
+            return msg
+
+        run_fault(arm_stack, "NaN joint states", lambda: arm_stack.garble("/joint_states",
+                                                                          nan_joint),
+                  arm_stack.restore, "non-finite position for 'joint1'")
 
     def test_policy_raises(self, arm_stack):
         run_fault(arm_stack, "policy raises", lambda: arm_stack.instruct("fault:raise"),
