@@ -47,6 +47,9 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
                    help="play the bag into the live graph on sim time (/clock)")
     p.add_argument("--rate", type=float, default=1.0, help="--publish: playback rate")
     p.add_argument("--loop", action="store_true", help="--publish: start again at the end")
+    p.add_argument("--topic", action="append", dest="topics", default=None,
+                   help="--publish: play this topic (repeatable; default: the embodiment's "
+                   "cameras and joint inputs)")
     p.add_argument("--wait-subscribers", type=float, default=0.0,
                    help="--publish: seconds to wait for a subscriber on every topic first")
 
@@ -66,7 +69,7 @@ def run_replay(args: argparse.Namespace) -> int:
         from faster_ros.ros.bag_publisher import play
 
         try:
-            return play(args.bag, emb, rate=args.rate, loop=args.loop,
+            return play(args.bag, emb, rate=args.rate, loop=args.loop, topics=args.topics,
                         wait_subscribers_s=args.wait_subscribers, start_s=args.start,
                         duration_s=args.duration)
         except BagError as exc:

@@ -70,7 +70,13 @@ class BagPublisherNode(Node):
             raise ValueError("nothing to play: no messages on the selected topics")
         self.messages, self.rate, self.loop = messages, rate, loop
         self.clock_period_ns = int(clock_period_s * 1e9)
-        self.classes = {t: ros_type(m) for t, m in types.items()}
+        self.classes = {}
+        for t, m in types.items():
+            try:
+                self.classes[t] = ros_type(m)
+            except (ImportError, AttributeError) as exc:
+                raise ValueError(f"cannot publish {t}: message type {m} is not installed for "
+                                 f"rclpy here ({exc})") from exc
         self.pubs = {t: self.create_publisher(cls, t, SENSOR_PUB_QOS)
                      for t, cls in self.classes.items()}
         self.clock_pub = self.create_publisher(Clock, "/clock", CLOCK_QOS)
@@ -135,15 +141,21 @@ def play(bag: str | Path, emb: Embodiment, *, rate: float = 1.0, loop: bool = Fa
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
+    from faster_ros.data.bag_io import BagError
     from faster_ros.replay.bag import load_inputs
 
     path = Path(bag)
     load_inputs(path, emb, start_s=start_s, duration_s=duration_s)  # raises BagError
     messages, types = read_raw(path, topics or input_topics(emb), start_s, duration_s)
+    if not rate > 0:
+        raise BagError(f"{path}: --rate must be > 0, got {rate}")
     rclpy.init()
     node = None
     try:
-        node = BagPublisherNode(messages, types, rate=rate, loop=loop)
+        try:
+            node = BagPublisherNode(messages, types, rate=rate, loop=loop)
+        except ValueError as exc:
+            raise BagError(f"{path}: {exc}") from exc
         if wait_subscribers_s > 0 and not node.wait_for_subscribers(wait_subscribers_s):
             node.get_logger().warning("not every topic has a subscriber; playing anyway")
         span = (messages[-1][0] - messages[0][0]) * 1e-9
