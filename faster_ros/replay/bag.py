@@ -215,9 +215,13 @@ def _read(path: Path, reader, emb: Embodiment, wanted: dict, command: str | None
         topic = conn.topic
         if topic in cams:
             # the header stamp is needed now; the pixels only when an observation uses them
-            stamp = _header_sec(deserialize(path, reader, raw, conn)) or t_bag
+            msg = deserialize(path, reader, raw, conn)
+            if conn.msgtype == COMPRESSED and len(msg.data) == 0:
+                counts[topic] = counts.get(topic, 0) + 1
+                continue  # the live node drops an empty CompressedImage on arrival
             frame = _lazy_frame(path, frame_decoder, bytes(raw), conn)
-            samples.append(InputSample(t_bag, "camera", cams[topic], stamp, frame))
+            samples.append(InputSample(t_bag, "camera", cams[topic], _header_sec(msg) or t_bag,
+                                       frame))
         elif topic in joints or topic == command:
             msg = deserialize(path, reader, raw, conn)
             if topic in joints:
