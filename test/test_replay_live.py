@@ -28,7 +28,7 @@ def _read_chunks(path):
     with AnyReader([path], default_typestore=typestore()) as reader:
         for conn, _, raw in reader.messages():
             counts[conn.topic] = counts.get(conn.topic, 0) + 1
-            if conn.topic == graph.CHUNK_TOPIC:
+            if conn.topic in (graph.CHUNK_TOPIC, graph.SHADOW_CHUNK_TOPIC):  # any mode
                 msg = reader.deserialize(raw, conn.msgtype)
                 stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 positions = np.asarray(msg.positions).reshape(msg.horizon, msg.dims)

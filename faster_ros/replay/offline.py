@@ -3,7 +3,8 @@
 The messages go, in bag order, into the same :class:`~faster_ros.observation.ObservationAssembler`
 the policy node uses; whenever a new chunk is due (every ``execute_steps`` control periods, like
 the node's replan timer) and a sample of the reference input arrives, the observation is
-assembled at that arrival time, the policy predicts a chunk and the node's own checks
+assembled at that arrival time, the policy predicts a chunk (unless the observation is the one
+already used, which the node skips too) and the node's own checks
 (:func:`~faster_ros.inference.chunk_problem`) decide whether it would have been published.
 
 ``at_stamps`` instead assembles exactly at the reference samples with those stamps (the
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from faster_ros.inference import chunk_problem
+from faster_ros.inference import chunk_problem, state_history_of
 from faster_ros.observation import ObservationAssembler
 from faster_ros.replay.bag import ReplayInputs
 
@@ -66,12 +67,12 @@ def run_offline(inputs: ReplayInputs, policy, *, instruction: str | None = None,
     from tqdm import tqdm
 
     emb = inputs.embodiment
-    assembler = ObservationAssembler(emb)
+    assembler = ObservationAssembler(emb, state_history_s=state_history_of(policy))
     text = emb.policy.instruction if instruction is None else instruction
     replan = replan_s or emb.control.execute_steps * emb.control.dt
     wanted = None if at_stamps is None else np.sort(np.asarray(at_stamps, dtype=np.float64))
     run = ReplayRun([], 0)
-    last_attempt = -math.inf
+    last_attempt = last_stamp = -math.inf
     start = time.perf_counter()
     bar = tqdm(inputs.samples, desc=f"replay {inputs.path.name}", unit="msg",
                disable=not progress, leave=False)
@@ -105,6 +106,9 @@ def run_offline(inputs: ReplayInputs, policy, *, instruction: str | None = None,
             run.failures[_reason_kind(result.reason)] += 1
             continue
         obs = result.observation
+        if obs.stamp == last_stamp:
+            continue  # the live node skips an observation it already used (no new frame)
+        last_stamp = obs.stamp
         try:
             out = policy.predict_action_chunk(obs)
         except Exception as exc:  # the live node keeps running and counts it as rejected
