@@ -39,6 +39,13 @@ def check_policy_matches(policy, emb) -> None:
         )
 
 
+def state_history_of(policy) -> tuple[float, ...]:
+    """The state-history lags (s) a policy conditions on (``()`` for none, e.g. scripted
+    policies): the observation assembler must provide the state that long before each
+    observation."""
+    return tuple(getattr(getattr(policy, "config", None), "state_history_s", ()) or ())
+
+
 def chunk_problem(out, emb) -> str:
     """Why a policy output must not be published ("" when it may): invalid tokens, a wrong
     shape or non-finite values."""

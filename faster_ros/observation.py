@@ -29,6 +29,13 @@ Memory: each input keeps a sorted buffer bounded in time (cameras: ``min(history
 slop_s)``; joints: ``min(history_s, max_age_s + 2 slop_s)``, pruned at each assemble) and in count
 (cameras: twice their nominal rate over that window, joints: ``max_joint_samples``).
 
+State history (for a policy conditioned on recent motion, LeRobot's ``n_obs_steps``): with
+``state_history_s`` = (L_1, .., L_K) seconds the observation also carries ``state_history``
+(K, S), the state at ``stamp - L_k`` for each lag, linearly interpolated per joint between the
+finite samples that bracket that time. When the buffer does not reach that far back yet (just
+after start-up or a reset) the oldest buffered value is used, as training clamps to an episode's
+first step; joint buffers are kept ``max(L)`` longer for it.
+
 Frames may be given decoded, as (H, W, 3) uint8 RGB, or as a zero-argument callable returning
 one (lazy decoding: only the frames used are decoded, once per assemble).
 
@@ -61,6 +68,8 @@ class Observation:
     state: np.ndarray  # (S,) float64 in embodiment.state_joints order
     input_stamps: dict[str, float]  # camera name / joint topic -> newest message stamp used
     instruction: str = ""
+    # (K, S) states at stamp - L for each of the assembler's state_history_s lags; None: no lags
+    state_history: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,7 @@ class ObservationAssembler:
         future_tolerance_s: float = 0.05,
         clock_jump_s: float = 0.5,
         max_joint_samples: int = 1000,
+        state_history_s: Sequence[float] = (),
     ):
         self.embodiment = embodiment
         self.slop_s = embodiment.control.slop_s if slop_s is None else float(slop_s)
@@ -180,6 +190,7 @@ class ObservationAssembler:
             self._cameras[cam.name] = _Input(cam.name, f"camera {cam.name!r}", cam.max_age_s,
                                              keep, _Buffer(max_len))
         self._joints: dict[str, _Input] = {}
+        self.state_history_s: tuple[float, ...] = ()
         for ji in embodiment.joint_inputs:
             keep = min(self.history_s, ji.max_age_s + 2 * self.slop_s)
             self._joints[ji.topic] = _Input(
@@ -200,6 +211,22 @@ class ObservationAssembler:
                              for ji in embodiment.joint_inputs if j in ji.joints]
         self._lock = threading.Lock()
         self._last_now: float | None = None
+        self.set_state_history(state_history_s)
+
+    def set_state_history(self, lags_s: Sequence[float]) -> None:
+        """Also give the state ``lags_s`` seconds before each observation
+        (``Observation.state_history``); ``()`` for none. Joint buffers are kept that much
+        longer."""
+        lags = tuple(float(x) for x in lags_s)
+        if not all(math.isfinite(x) and x > 0 for x in lags) or list(lags) != sorted(set(lags)):
+            raise ValueError(f"ObservationAssembler: state_history_s must be increasing positive "
+                             f"seconds, got {tuple(lags_s)!r}")
+        with self._lock:
+            extra = max(lags, default=0.0)
+            for ji in self.embodiment.joint_inputs:
+                inp = self._joints[ji.topic]
+                inp.retention_s = min(self.history_s, ji.max_age_s + 2 * self.slop_s) + extra
+            self.state_history_s = lags
 
     # ----------------------------------------------------------------------------------------
     # input
@@ -455,7 +482,12 @@ class ObservationAssembler:
             values[topic] = vals
             stamps[topic] = used
         state = np.array([values[topic][k] for topic, k in self._state_index])
-        return "", Observation(t, images, state, stamps, instruction)
+        history = None
+        if self.state_history_s:
+            past = {topic: table.history(t, self.state_history_s) for topic, table in
+                    tables.items()}
+            history = np.array([past[topic][:, k] for topic, k in self._state_index]).T
+        return "", Observation(t, images, state, stamps, instruction, history)
 
 
 class _JointTable:
@@ -505,6 +537,18 @@ class _JointTable:
             oldest = min(oldest, used)
             newest = max(newest, float(self.stamps[picks[-1]]))
         return "", out, oldest, newest
+
+
+    def history(self, t: float, lags: Sequence[float]) -> np.ndarray:
+        """(K, J) values at t - L for each lag: linear between the finite samples around
+        that time, the oldest finite sample when the buffer does not reach back that far."""
+        out = np.empty((len(lags), len(self.inp.joints)))
+        times = t - np.asarray(lags, dtype=np.float64)
+        for k in range(len(self.inp.joints)):
+            rows = self.present[:, k] & np.isfinite(self.values[:, k])
+            # at() found a finite value at t, so rows is never empty here
+            out[:, k] = np.interp(times, self.stamps[rows], self.values[rows, k])
+        return out
 
 
 def _nearest(stamps: list[float], t: float) -> int:

@@ -275,3 +275,28 @@ def test_any_observation_built_satisfies_the_rules(events, slop):
                 assert used <= t + asm.future_tolerance_s
             for cam in ("scene", "wrist"):
                 assert t - obs.input_stamps[cam] <= budgets[cam] + 1e-9
+
+
+def test_state_history_interpolated_at_each_lag_and_clamped_to_the_oldest_sample():
+    """state_history_s: the state L s before the observation, linear between samples; just
+    after start-up (buffer shorter than L) the oldest value, as training clamps to step 0."""
+    asm = ObservationAssembler(ARM)
+    assert asm.state_history_s == ()
+    _feed_arm(asm, t_cam=[1.0], t_joint=[0.9 + 0.01 * k for k in range(15)])
+    assert asm.assemble(now=1.05).observation.state_history is None  # no lags: no history
+    asm = ObservationAssembler(ARM, state_history_s=(0.105, 0.5))
+    _feed_arm(asm, t_cam=[1.0], t_joint=[0.2 + 0.01 * k for k in range(86)],
+              value=lambda t: 2.0 * t)
+    obs = asm.assemble(now=1.05).observation
+    assert obs.state_history.shape == (2, ARM.state_dim)
+    np.testing.assert_allclose(obs.state_history[0], 2.0 * 0.895, atol=1e-9)  # interpolated
+    np.testing.assert_allclose(obs.state_history[1], 2.0 * 0.5, atol=1e-9)
+    asm = ObservationAssembler(ARM)
+    asm.set_state_history((0.5,))  # e.g. set by the policy node once the model is loaded
+    _feed_arm(asm, t_cam=[1.0], t_joint=[0.8 + 0.01 * k for k in range(25)])
+    asm.add_joints("/joint_states", 0.85, JOINTS, [np.nan] * len(JOINTS))  # a bad old sample
+    obs = asm.assemble(now=1.05).observation
+    np.testing.assert_allclose(obs.state_history[0], 0.8, atol=1e-9)  # oldest finite, no NaN
+    for bad in ((0.5, 0.1), (0.0,), (float("nan"),)):
+        with pytest.raises(ValueError, match="state_history_s"):
+            asm.set_state_history(bad)

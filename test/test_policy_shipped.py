@@ -28,6 +28,8 @@ def test_shipped_policy_matches_embodiment_and_predicts():
     state = (policy.processor.state_low + policy.processor.state_high) / 2
     obs = SimpleNamespace(images={"cam_high": rng.integers(0, 255, (168, 224, 3), np.uint8)},
                           state=state, instruction=emb.policy.instruction)
+    if cfg.state_history_s:  # the policy conditions on recent motion: here, standing still
+        obs.state_history = np.stack([state] * len(cfg.state_history_s))
     out = policy.predict_action_chunk(obs, greedy=True)
     assert out.ok, out.invalid
     assert out.actions.shape == (emb.tokenizer.chunk_size, emb.action_dim)

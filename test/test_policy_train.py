@@ -167,3 +167,53 @@ def test_bf16_autocast_forward_on_cpu():
         loss, _ = model(fake_batch(model, size=2))
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_state_history_policy_trains_saves_and_needs_the_history(tmp_path, toy_setup):
+    """--state-history: the prompt also holds the motion s_t - s_(t-L) per lag (past states
+    clamped to the episode start), the spans are saved, and inference refuses an observation
+    without the history; --init-from copies a saved policy's weights (same held-out split)."""
+    base = tmp_path / "base"
+    common = ["--data", "toy", "--tokenizer", "toy_vq", "--preset", "debug", "--batch-size",
+              "4", "--cache-dir", str(tmp_path / "cache")]
+    assert train_mod.main([*common, "--out", str(base), "--run-dir", str(tmp_path / "r0"),
+                           "--steps", "2"]) == 0
+    out = tmp_path / "model"
+    assert train_mod.main([*common, "--out", str(out), "--run-dir", str(tmp_path / "r1"),
+                           "--steps", "1", "--state-history", "0.2", "0.5", "--init-from",
+                           str(base), "--lr", "1e-12"]) == 0
+    model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
+    plain = FASTerVLA.from_pretrained(base, action_tokenizer=toy_setup)
+    assert model.config.state_history_s == (0.2, 0.5) and not plain.config.state_history_s
+    assert json.loads((out / "policy.json").read_text())["provenance"]["init_from"]["steps"] == 2
+    for (name, a), b in zip(model.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # lr 1e-12: unchanged
+    proc = model.processor
+    assert proc.history_span.shape == (2, 4) and (proc.history_span > 0).all()
+    eps = synthetic_episodes()
+    from faster_ros.policy.data import PolicyDataset
+
+    data = PolicyDataset(eps[:1], toy_setup, proc, stride=1)
+    ep = data.episodes[0]
+    np.testing.assert_array_equal(data.history(1), ep.state[[0, 0]])  # 2 and 5 steps at 10 Hz
+    np.testing.assert_array_equal(data.history(7), ep.state[[5, 2]])
+    # 2 motion groups of 4 bins + ";" each; no motion -> middle bin
+    assert len(data.prompt(7)) == len(plain.processor.prompt_ids("pick up the cup",
+                                                                ep.state[7])) + 10
+    still = proc.motion_bins(ep.state[7], np.stack([ep.state[7]] * 2))
+    assert (still == model.config.state_bins // 2).all()
+    obs = SimpleNamespace(images={"head": np.zeros((20, 24, 3), np.uint8)}, state=ep.state[7],
+                          instruction="pick up the cup")
+    with pytest.raises(ValueError, match="state history"):
+        model.predict_action_chunk(obs)
+    obs.state_history = data.history(7)
+    assert model.predict_action_chunk(obs, greedy=True).actions.shape == (8, 4)
+    obs.state_history = np.full((2, 4), np.nan)
+    with pytest.raises(ValueError, match="non-finite"):
+        model.predict_action_chunk(obs)
+    metrics = evaluate(model, eps[3:], stride=4)
+    assert metrics["windows"] == 5 and np.isfinite(metrics["policy"]["mae"])
+    toy_setup.config.provenance = {"data": [{"heldout_episodes": ["x/episode_000002"]}]}
+    with pytest.raises(ValueError, match="held out"):
+        train_mod.main([*common, "--out", str(tmp_path / "m2"), "--run-dir",
+                        str(tmp_path / "r2"), "--steps", "1", "--init-from", str(base)])

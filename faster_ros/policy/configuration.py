@@ -119,6 +119,11 @@ class FASTerVLAConfig:
     state_dim: int = 26
     state_bins: int = 256
     max_text_tokens: int = 32
+    # State history (LeRobot's n_obs_steps, as motion): for each lag L in seconds the prompt also
+    # holds s_t - s_{t-L}, discretised into state_bins bins over the training range of that
+    # motion. Joint-position robots lag their commands (the G1 arms by ~5 steps at 30 Hz, the
+    # hands by ~10), so the recent motion tells where the commanded targets already are.
+    state_history_s: tuple[float, ...] = ()
     # Actions tokenised relative to the current state (a_{t+k} - s_t, openpi's DeltaActions for
     # joint positions); needs state and actions in the same coordinates (state_dim = action_dim)
     relative_to_state: bool = False
@@ -153,6 +158,7 @@ class FASTerVLAConfig:
         set_ = object.__setattr__
         set_(self, "cameras", tuple(str(c) for c in self.cameras))
         set_(self, "betas", tuple(float(b) for b in self.betas))
+        set_(self, "state_history_s", tuple(float(x) for x in self.state_history_s))
         if self.backbone not in BACKBONES:
             raise ValueError(f"FASTerVLAConfig.backbone must be one of {BACKBONES}, got "
                              f"{self.backbone!r}")
@@ -189,6 +195,10 @@ class FASTerVLAConfig:
         if self.block_size > self.tokens_per_chunk:
             raise ValueError(f"FASTerVLAConfig.block_size {self.block_size} exceeds the "
                              f"{self.tokens_per_chunk} tokens of one chunk")
+        lags = self.state_history_s
+        if not all(math.isfinite(x) and x > 0 for x in lags) or list(lags) != sorted(set(lags)):
+            raise ValueError(f"FASTerVLAConfig.state_history_s must be increasing positive "
+                             f"seconds, got {lags!r}")
         _positive_float("temperature", self.temperature)
         _positive_float("rope_theta", self.rope_theta)
         _positive_float("learning_rate", self.learning_rate)

@@ -1,10 +1,12 @@
 """Training samples for FASTerVLA from :class:`faster_ros.data.Episode` lists.
 
-Conditioning window 1 step (FASTer A.2): sample (episode, t) = camera frame(s) at t, state at t,
-the episode's instruction, and the action chunk a_t .. a_{t+H-1} tokenised by FASTerVQ
-(``tok.encode`` then ``tok.codes_to_tokens``: the policy never reorders codes). Episodes come
-from ``faster_ros.data.read_episodes`` (LeRobot datasets, rosbag2 recordings, ...); this module
-does no file parsing of its own.
+Conditioning window 1 step (FASTer A.2): sample (episode, t) = camera frame(s) at t, state at t
+(and, with ``state_history_s``, the states at t - L for each lag L: the step round(L * fps)
+before, the episode's first state when t is closer to the start), the episode's instruction,
+and the action chunk a_t .. a_{t+H-1} tokenised by FASTerVQ (``tok.encode`` then
+``tok.codes_to_tokens``: the policy never reorders codes). Episodes come from
+``faster_ros.data.read_episodes`` (LeRobot datasets, rosbag2 recordings, ...); this module does
+no file parsing of its own.
 
 Video decoding dominates CPU training, so frames are decoded once, resized to the model's input
 size and kept as uint8 arrays, optionally cached as ``.npy`` files (e.g. under ``runs/``).
@@ -31,12 +33,35 @@ def usable_episodes(episodes: Sequence[Episode], cameras: Sequence[str],
             and all(find_camera(ep.frames, c) is not None for c in cameras)]
 
 
-def episode_stats(episodes: Sequence[Episode]) -> dict[str, np.ndarray]:
-    """Per-dimension min / max of state and actions over ``episodes`` (training data)."""
+def lag_steps(lag_s: float, fps: float) -> int:
+    """A state-history lag in seconds -> steps of an episode at ``fps`` (at least 1)."""
+    return max(1, round(lag_s * fps))
+
+
+def past_states(ep: Episode, t: int, lags_s: Sequence[float]) -> np.ndarray:
+    """(K, S) states of ``ep`` at t - L for each lag L in seconds (clamped to the first step,
+    as a robot that has just started has no older state)."""
+    return np.stack([ep.state[max(t - lag_steps(lag, ep.fps), 0)] for lag in lags_s])
+
+
+def episode_stats(episodes: Sequence[Episode], history_s: Sequence[float] = ()
+                  ) -> dict[str, np.ndarray]:
+    """Per-dimension min / max of state and actions over ``episodes`` (training data) and,
+    for each lag in ``history_s``, the motion span: the 99.5th percentile of |s_t - s_{t-L}|
+    per dimension (``history_span`` (K, S))."""
     states = np.concatenate([ep.state for ep in episodes])
     actions = np.concatenate([ep.actions for ep in episodes])
-    return dict(state_low=states.min(0), state_high=states.max(0),
-                action_low=actions.min(0), action_high=actions.max(0))
+    stats = dict(state_low=states.min(0), state_high=states.max(0),
+                 action_low=actions.min(0), action_high=actions.max(0))
+    if history_s:
+        spans = []
+        for lag in history_s:
+            motion = np.concatenate([
+                ep.state - ep.state[np.maximum(np.arange(len(ep)) - lag_steps(lag, ep.fps), 0)]
+                for ep in episodes])
+            spans.append(np.quantile(np.abs(motion), 0.995, axis=0))
+        stats["history_span"] = np.stack(spans)
+    return stats
 
 
 def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
@@ -103,11 +128,19 @@ class PolicyDataset:
         e, t = self.index[i]
         return self.episodes[e].state[t]
 
+    def history(self, i: int) -> np.ndarray | None:
+        """(K, S) past states of window i at the config's lags (None without lags)."""
+        lags = self.processor.cfg.state_history_s
+        if not lags:
+            return None
+        e, t = self.index[i]
+        return past_states(self.episodes[e], t, lags)
+
     def prompt(self, i: int, jitter: np.ndarray | None = None) -> list[int]:
         e, t = self.index[i]
         ep = self.episodes[e]
         text = self.instruction if self.instruction is not None else ep.instruction
-        return self.processor.prompt_ids(text, ep.state[t], jitter)
+        return self.processor.prompt_ids(text, ep.state[t], jitter, self.history(i))
 
     def collate(self, indices: Sequence[int], rng: np.random.Generator | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -126,7 +159,8 @@ class PolicyDataset:
     def augment(self, frames: np.ndarray, rng: np.random.Generator,
                 shift: int = 2, state_jitter: float = 1.5) -> tuple[np.ndarray, list]:
         """Random image translation by up to ``shift`` pixels (edge padding) and a uniform
-        +-``state_jitter``-bin perturbation of every state value before discretisation."""
+        +-``state_jitter``-bin perturbation of every state (and motion) value before
+        discretisation."""
         b, n, s = frames.shape[:3]
         padded = np.pad(frames, ((0, 0), (0, 0), (shift, shift), (shift, shift), (0, 0)),
                         mode="edge")
@@ -134,8 +168,9 @@ class PolicyDataset:
         for i in range(b):
             dy, dx = rng.integers(0, 2 * shift + 1, 2)
             out[i] = padded[i, :, dy: dy + s, dx: dx + s]
-        dim = self.processor.cfg.state_dim
-        return out, [rng.uniform(-state_jitter, state_jitter, dim) for _ in range(b)]
+        cfg = self.processor.cfg
+        shape = (1 + len(cfg.state_history_s), cfg.state_dim)
+        return out, [rng.uniform(-state_jitter, state_jitter, shape) for _ in range(b)]
 
     def sample(self, batch_size: int, generator: np.random.Generator,
                augment: bool = False) -> dict[str, torch.Tensor]:

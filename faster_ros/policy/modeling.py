@@ -132,18 +132,19 @@ class FASTerVLA(nn.Module):
     @classmethod
     def build(cls, config: FASTerVLAConfig, *, state_low: np.ndarray, state_high: np.ndarray,
               action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
-              words: Sequence[str] = (), action_tokenizer: Any = None,
-              tokenizer_ref: str = "") -> FASTerVLA:
+              history_span: np.ndarray | None = None, words: Sequence[str] = (),
+              action_tokenizer: Any = None, tokenizer_ref: str = "") -> FASTerVLA:
         """A new policy. With ``config.backbone_path`` the backbone and its text tokenizer come
         from that local checkpoint (pretrained weights); otherwise both are built from the
         config with random weights and a word-level vocabulary (``words`` adds words to it)."""
         if config.backbone_path:
             backbone = load_backbone(config.backbone_path)
             processor = PromptProcessor.from_backbone_dir(
-                config.backbone_path, config, state_low, state_high, backbone.image_size)
+                config.backbone_path, config, state_low, state_high, backbone.image_size,
+                history_span)
         else:
             processor = PromptProcessor(config, build_word_tokenizer(config, words), state_low,
-                                        state_high)
+                                        state_high, history_span=history_span)
             backbone = build_backbone(config, max(config.text_vocab_size,
                                                   processor.vocab_size))
             weight = backbone.embedding.weight
@@ -292,12 +293,16 @@ class FASTerVLA(nn.Module):
 
     def prepare(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """An observation (``.images`` camera -> (H, W, 3) uint8, ``.state`` (S,),
-        ``.instruction``) -> pixels (1, n_cam, 3, S, S), input_ids (1, L), text_valid (1, L)."""
+        ``.instruction``, and ``.state_history`` (K, S) for a policy with
+        ``config.state_history_s``) -> pixels (1, n_cam, 3, S, S), input_ids (1, L),
+        text_valid (1, L)."""
         proc = self.processor
         pixels = proc.images(proc.select_cameras(observation.images))[None]
         instruction = getattr(observation, "instruction", "") or self.provenance.get(
             "instruction", "")
-        ids, valid = proc.pad([proc.prompt_ids(instruction, np.asarray(observation.state))])
+        history = getattr(observation, "state_history", None)
+        ids, valid = proc.pad([proc.prompt_ids(instruction, np.asarray(observation.state),
+                                               history=history)])
         dev = self.device
         return pixels.to(dev), ids.to(dev), valid.to(dev)
 

@@ -7,7 +7,11 @@ slots for the action codes. :class:`PromptProcessor` owns all of it:
 - images: each camera frame (H, W, 3) uint8 RGB is resized to the backbone's square input and
   scaled to [-1, 1] (SigLIP's mean 0.5 / std 0.5, shared by PaliGemma and SmolVLM);
 - text: ``<bos> instruction state b_1 b_2 ... b_S ;`` where b_i in 0..state_bins-1 is state i
-  binned uniformly between the stored min / max of the training data;
+  binned uniformly between the stored min / max of the training data; with
+  ``cfg.state_history_s`` (lags L_1 .. L_K in seconds) the recent motion follows, one group per
+  lag: ``m_1 ... m_S ;`` where m_i bins s_t,i - s_{t-L},i uniformly over [-r, r], r the stored
+  per-lag, per-dimension span (99.5th percentile of |motion| in the training data; zero motion
+  is the middle bin);
 - action vocabulary: ``<act_0> .. <act_{K-1}> <BoBlk> <EoBlk>`` appended to the text vocabulary;
   ``action_offset`` is the vocabulary id of ``<act_0>``, so action-vocabulary id a (0..K+1) is
   backbone token ``action_offset + a``.
@@ -98,11 +102,22 @@ def numeral_embeddings(count: int, width: int, std: float) -> torch.Tensor:
 class PromptProcessor:
     """Observation -> backbone inputs: ``pixels (n_cam, 3, S, S)`` and prompt token ids.
 
-    ``state_low`` / ``state_high`` (S,) are the per-dimension bin edges (training min / max)."""
+    ``state_low`` / ``state_high`` (S,) are the per-dimension bin edges (training min / max);
+    ``history_span`` (K, S) the motion ranges of the K ``cfg.state_history_s`` lags."""
 
     def __init__(self, cfg: FASTerVLAConfig, text_tokenizer: PreTrainedTokenizerFast,
-                 state_low: np.ndarray, state_high: np.ndarray, image_size: int | None = None):
+                 state_low: np.ndarray, state_high: np.ndarray, image_size: int | None = None,
+                 history_span: np.ndarray | None = None):
         self.cfg = cfg
+        k = len(cfg.state_history_s)
+        if k and history_span is None:
+            raise ValueError(f"PromptProcessor: the config has {k} state-history lags but no "
+                             f"history_span was given")
+        span = np.zeros((0, cfg.state_dim)) if not k else np.asarray(history_span, np.float64)
+        if span.shape != (k, cfg.state_dim) or not np.all(np.isfinite(span)):
+            raise ValueError(f"PromptProcessor: history_span must be finite ({k}, "
+                             f"{cfg.state_dim}), got {span.shape}")
+        self.history_span = np.maximum(span, 1e-6)
         self.text = text_tokenizer
         self.image_size = int(image_size or cfg.image_size)
         self.state_low = np.asarray(state_low, dtype=np.float64).reshape(cfg.state_dim)
@@ -175,24 +190,52 @@ class PromptProcessor:
         bins = np.floor(bins).astype(np.int64)
         return np.clip(bins, 0, self.cfg.state_bins - 1)
 
+    def motion_bins(self, state: np.ndarray, history: np.ndarray,
+                    jitter: np.ndarray | None = None) -> np.ndarray:
+        """State (S,) and past states (K, S) at the ``cfg.state_history_s`` lags -> (K, S) int64
+        bins of s_t - s_{t-L} over [-span, span] (clipped; zero motion is the middle bin)."""
+        lags = self.cfg.state_history_s
+        history = np.asarray(history, dtype=np.float64)
+        if history.shape != (len(lags), self.cfg.state_dim):
+            raise ValueError(f"state history must be ({len(lags)}, {self.cfg.state_dim}): the "
+                             f"state at each of the lags {lags} s, got {history.shape}")
+        if not np.all(np.isfinite(history)):
+            raise ValueError("state history has non-finite values")
+        motion = np.asarray(state, dtype=np.float64)[None] - history
+        unit = (motion + self.history_span) / (2 * self.history_span)
+        bins = np.floor(unit * self.cfg.state_bins + (0.0 if jitter is None else jitter))
+        return np.clip(bins.astype(np.int64), 0, self.cfg.state_bins - 1)
+
     def state_bin_ids(self) -> list[int]:
         """Vocabulary ids of the state-bin tokens "0" .. str(state_bins - 1)."""
         return self.text.convert_tokens_to_ids([str(b) for b in range(self.cfg.state_bins)])
 
-    def prompt_text(self, instruction: str, state: np.ndarray, jitter: np.ndarray | None = None
-                    ) -> str:
-        """``jitter`` (S,) in bins is added before rounding (training augmentation)."""
-        bins = self.state_bins(state, jitter)
-        bins = " ".join(str(b) for b in bins)
-        return f"{instruction.strip()} state {bins} ;"
+    def prompt_text(self, instruction: str, state: np.ndarray, jitter: np.ndarray | None = None,
+                    history: np.ndarray | None = None) -> str:
+        """``jitter`` in bins is added before rounding (training augmentation): (S,) for the
+        state, or (1 + K, S) for the state and the K motion groups. ``history`` (K, S): the
+        states at the ``cfg.state_history_s`` lags (required when the config has lags)."""
+        jitter = None if jitter is None else np.asarray(jitter).reshape(-1, self.cfg.state_dim)
+        bins = self.state_bins(state, None if jitter is None else jitter[0])
+        text = f"{instruction.strip()} state {' '.join(str(b) for b in bins)} ;"
+        if self.cfg.state_history_s:
+            if history is None:
+                raise ValueError(f"this policy needs the state history: the state "
+                                 f"{self.cfg.state_history_s} s before the observation "
+                                 f"(Observation.state_history)")
+            motion_jitter = None if jitter is None or len(jitter) == 1 else jitter[1:]
+            for row in self.motion_bins(state, history, motion_jitter):
+                text += " " + " ".join(str(b) for b in row) + " ;"
+        return text
 
     def prompt_ids(self, instruction: str, state: np.ndarray,
-                   jitter: np.ndarray | None = None) -> list[int]:
-        """Token ids of ``<bos> instruction state bins ;`` (instruction cut to
-        ``max_text_tokens``)."""
+                   jitter: np.ndarray | None = None, history: np.ndarray | None = None
+                   ) -> list[int]:
+        """Token ids of ``<bos> instruction state bins ; [motion bins ;]*K`` (instruction cut
+        to ``max_text_tokens``); see :meth:`prompt_text`."""
         words = self.text(instruction.strip(), add_special_tokens=False)["input_ids"]
         words = words[: self.cfg.max_text_tokens]
-        rest = self.text(self.prompt_text("", state, jitter),
+        rest = self.text(self.prompt_text("", state, jitter, history),
                          add_special_tokens=False)["input_ids"]
         head = [self.bos_id] if self.bos_id is not None else []
         return head + list(words) + list(rest)
@@ -212,7 +255,8 @@ class PromptProcessor:
         directory = Path(directory)
         self.text.save_pretrained(directory / TEXT_TOKENIZER_DIR)
         meta = dict(action_offset=self.action_offset, image_size=self.image_size,
-                    state_low=self.state_low.tolist(), state_high=self.state_high.tolist())
+                    state_low=self.state_low.tolist(), state_high=self.state_high.tolist(),
+                    history_span=self.history_span.tolist())
         (directory / PROCESSOR_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -220,8 +264,9 @@ class PromptProcessor:
         directory = Path(directory)
         meta = json.loads((directory / PROCESSOR_FILE).read_text())
         text = AutoTokenizer.from_pretrained(directory / TEXT_TOKENIZER_DIR, local_files_only=True)
+        span = np.asarray(meta.get("history_span", []), np.float64).reshape(-1, cfg.state_dim)
         proc = cls(cfg, text, np.asarray(meta["state_low"]), np.asarray(meta["state_high"]),
-                   image_size=meta["image_size"])
+                   image_size=meta["image_size"], history_span=span)
         if proc.action_offset != meta["action_offset"]:
             raise ValueError(f"{directory}: action tokens at id {proc.action_offset}, saved "
                              f"{meta['action_offset']}")
@@ -230,7 +275,9 @@ class PromptProcessor:
     @classmethod
     def from_backbone_dir(cls, local_dir: str | Path, cfg: FASTerVLAConfig,
                           state_low: np.ndarray, state_high: np.ndarray,
-                          image_size: int) -> PromptProcessor:
+                          image_size: int, history_span: np.ndarray | None = None
+                          ) -> PromptProcessor:
         """The checkpoint's own tokenizer, with the action tokens added."""
         text = AutoTokenizer.from_pretrained(local_dir, local_files_only=True)
-        return cls(cfg, text, state_low, state_high, image_size=image_size)
+        return cls(cfg, text, state_low, state_high, image_size=image_size,
+                   history_span=history_span)

@@ -14,6 +14,7 @@ LeRobot dataset or a rosbag2 recording: anything ``faster_ros.data.read_episodes
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -26,11 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from faster_ros.policy.configuration import PRESETS, FASTerVLAConfig
 from faster_ros.policy.data import PolicyDataset, episode_stats, usable_episodes
-from faster_ros.policy.modeling import FASTerVLA
+from faster_ros.policy.modeling import POLICY_FILE, WEIGHTS_FILE, FASTerVLA
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -49,6 +51,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="per process")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--state-history", type=float, nargs="*", default=None, metavar="SECONDS",
+                   help="state-history lags in s: the prompt also holds s_t - s_(t-L) per lag")
+    p.add_argument("--init-from", default=None, metavar="POLICY",
+                   help="start from the weights of this saved policy (same architecture and "
+                        "held-out split; e.g. fine-tune a shipped model with a longer prompt)")
     p.add_argument("--stride", type=int, default=1, help="window stride within episodes")
     p.add_argument("--run-dir", default=None, help="checkpoints (default runs/<out name>)")
     p.add_argument("--cache-dir", default="runs/frame_cache", help="resized-frame .npy cache")
@@ -138,6 +145,8 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
             overrides[key] = value
     if args.backbone_path:
         overrides["backbone_path"] = args.backbone_path
+    if args.state_history is not None:
+        overrides["state_history_s"] = tuple(args.state_history)
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
     if args.embodiment:
         from faster_ros.embodiment import load_embodiment
@@ -150,11 +159,29 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
     cfg = FASTerVLAConfig.from_tokenizer(args.preset, tokenizer.config, cameras=tuple(cams),
                                          num_cameras=len(cams), state_dim=ep0.state.shape[1],
                                          **overrides)
-    stats = episode_stats(usable_episodes(train_eps, cams, cfg.chunk_size))
+    stats = episode_stats(usable_episodes(train_eps, cams, cfg.chunk_size), cfg.state_history_s)
     instructions = sorted({ep.instruction for ep in train_eps if ep.instruction})
     torch.manual_seed(args.seed)
     return FASTerVLA.build(cfg, words=instructions, action_tokenizer=tokenizer,
                            tokenizer_ref=tokenizer_reference(args.tokenizer), **stats)
+
+
+def init_weights(model: FASTerVLA, source: str, held_eps: list) -> None:
+    """Copy the weights of the saved policy ``source`` into ``model`` (every tensor, same
+    shapes), after checking that it held out the same episodes (no leak into the evaluation)."""
+    from faster_ros.paths import model_path
+
+    directory = model_path(source)
+    prov = json.loads((directory / POLICY_FILE).read_text()).get("provenance", {})
+    theirs = {n.rsplit("/", 1)[-1] for n in prov.get("heldout_episodes", [])}
+    ours = {ep.name.rsplit("/", 1)[-1] for ep in held_eps}
+    if theirs != ours:
+        raise ValueError(f"--init-from {source}: it held out {sorted(theirs)[:3]}..., this run "
+                         f"holds out {sorted(ours)[:3]}...: its weights may have seen our "
+                         f"held-out episodes")
+    model.load_state_dict(load_file(directory / WEIGHTS_FILE), strict=True)
+    model.provenance["init_from"] = dict(path=str(directory), steps=prov.get("steps"),
+                                         wall_time_s=prov.get("wall_time_s"))
 
 
 def tokenizer_reference(name_or_path: str) -> str:
@@ -189,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.run_dir or Path("runs") / Path(args.out).name)
     ckpt_path = run_dir / "checkpoint.pt"
     model = build_policy(args, tokenizer, train_eps)
+    if args.init_from and not (args.resume and ckpt_path.is_file()):
+        init_weights(model, args.init_from, held_eps)
     cfg = model.config
     dataset = PolicyDataset(train_eps, tokenizer, model.processor, stride=args.stride,
                             cache_dir=args.cache_dir, instruction=args.instruction)
@@ -243,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rank == 0:
         wall = time.perf_counter() - start
         model.provenance = dict(
+            **({"init_from": model.provenance["init_from"]}
+               if "init_from" in model.provenance else {}),
             data=str(args.data), steps=step, wall_time_s=round(wall, 1),
             batch_size=cfg.batch_size * world, processes=world, device=str(device),
             train_episodes=[ep.name for ep in dataset.episodes],

@@ -26,7 +26,12 @@ from faster_msgs.srv import SetInstruction
 from faster_ros import graph
 from faster_ros.control import Chunk
 from faster_ros.embodiment import load_embodiment
-from faster_ros.inference import check_policy_matches, chunk_problem, load_policy
+from faster_ros.inference import (
+    check_policy_matches,
+    chunk_problem,
+    load_policy,
+    state_history_of,
+)
 from faster_ros.observation import ObservationAssembler
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import declare, now_s, run
@@ -143,6 +148,7 @@ class PolicyNode(LifecycleNode):
             policy = load_policy(self._model, self._tokenizer, self._device,
                                  self._deterministic, self._emb)
             check_policy_matches(policy, self._emb)
+            self._assembler.set_state_history(state_history_of(policy))
         except Exception as exc:  # a missing or corrupt model must not take the node down
             self._reason = f"model {self._model!r} failed to load: {type(exc).__name__}: {exc}"
             self.get_logger().error(self._reason)
