@@ -29,9 +29,11 @@ def replay(args, capsys):
 
 
 def write_slice(dst: Path, windows: dict[str, tuple[float, float]], storage: str = "mcap",
-                empty: tuple[str, ...] = ()) -> Path:
+                empty: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> Path:
     """Copy topic -> (from_s, to_s) windows of the G1 bag (seconds from its start) to a new bag;
-    topics in ``empty`` get a connection but no message."""
+    topics in ``empty`` get a connection but no message; ``rename`` writes a topic under another
+    name."""
+    rename = rename or {}
     from rosbags.highlevel import AnyReader
 
     from faster_ros.replay.bagwriter import BagWriter
@@ -40,12 +42,12 @@ def write_slice(dst: Path, windows: dict[str, tuple[float, float]], storage: str
         t0 = reader.start_time
         for c in reader.connections:
             if c.topic in windows or c.topic in empty:
-                writer.add(c.topic, c.msgtype)
+                writer.add(rename.get(c.topic, c.topic), c.msgtype)
         conns = [c for c in reader.connections if c.topic in windows]
         for conn, t, raw in reader.messages(connections=conns):
             lo, hi = windows[conn.topic]
             if lo <= (t - t0) * 1e-9 <= hi:
-                writer.write(conn.topic, t, raw)
+                writer.write(rename.get(conn.topic, conn.topic), t, raw)
     return dst
 
 
@@ -155,6 +157,10 @@ BAD_BAGS = {
                     f"{CAMERA} have no messages"),
     "unknown_type": (_unknown_type, "unknown message type 'acme_msgs/msg/JointSample' on "
                                     "/joint_states"),
+    "wrong_type": (lambda p: write_slice(p / "b", {CAMERA: (0, 2), COMMAND: (0, 2)},
+                                         rename={COMMAND: JOINTS}),
+                   "joint input topic /joint_states has message type "
+                   "trajectory_msgs/msg/JointTrajectory, expected sensor_msgs/msg/JointState"),
     "truncated_mcap": (_truncated_mcap, "truncated"),
     "corrupt_db3": (_corrupt_db3, "corrupt"),
     "no_overlap": (lambda p: write_slice(p / "b", {CAMERA: (0, 1), JOINTS: (3, 4)}),
