@@ -339,6 +339,31 @@ def test_rapid_toggling_and_mid_chunk_switches_keep_steps_bounded():
     assert len([t for t in s.h.modes.history if t.reason.startswith("toggle")]) == 30
 
 
+def test_leaving_policy_starts_trajectory_dims_from_the_plan_ahead():
+    single = load_embodiment("single_arm")
+    lead = np.array([0.05] * 6 + [0.0])  # the arm goes to a JTC, the gripper is streamed
+    # a 0.3 rad/s ramp from the measured state
+    h = HandoffController(single, 0.0, initial="POLICY", lead=lead)
+    x = 0.5 * (single.lower + single.upper)
+    h.set_measured(x, 0.0)
+    steps = np.arange(single.tokenizer.chunk_size)[:, None] * single.control.dt
+    assert h.submit(Chunk(x + 0.3 * steps, 0.0, single.control.dt, 1), 0.0).accepted
+    for k in range(1, 6):
+        h.teleop_input({0: float(x[0])}, k * single.control.dt)  # the leader, still
+        last = h.command(k * single.control.dt).positions
+    now = 5 * single.control.dt + 0.03  # the operator takes over between two ticks
+    h.teleop_input({0: float(x[0]) + 1.0}, now)
+    assert h.mode == Mode.TELEOP
+    tick = 6 * single.control.dt  # the first teleop command, a tick later
+    cmd = h.command(tick).positions
+    # the arm: from the plan at tick + lead (where the JTC is by then), the operator's joint
+    # catching up from there; the gripper: from the last value sent
+    np.testing.assert_allclose(cmd[1:6], x[1:6] + 0.3 * (tick + 0.05), atol=1e-9)
+    step = cmd[0] - (x[0] + 0.3 * (tick + 0.05))
+    assert 0 < step <= single.seam_bound[0] + 1e-12
+    np.testing.assert_allclose(cmd[6], last[6], atol=1e-12)
+
+
 def test_no_command_before_anything_is_known():
     h = HandoffController(EMB, 0.0, initial="TELEOP")
     assert h.command(0.1) is None  # no measurement, no operator: the robot's controller holds

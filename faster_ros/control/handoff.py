@@ -31,13 +31,18 @@ from faster_ros.control.modes import Mode, ModeManager, Transition
 from faster_ros.control.teleop import TeleopState, limit_step
 from faster_ros.embodiment import Embodiment
 
+HANDOVER_HORIZON_S = 3.0  # how much of the policy's plan is kept for the first teleop command
+
 
 class HandoffController:
     """TELEOP / POLICY / HOLD arbitration for one embodiment (see the module docstring)."""
 
     def __init__(self, emb: Embodiment, now: float, executor: ChunkExecutor | None = None,
-                 initial: Mode | str | None = None):
+                 initial: Mode | str | None = None, lead: np.ndarray | None = None):
+        """``lead`` (D,): how far ahead of ``now`` each dimension's command is scheduled (a
+        trajectory controller's one-point lead; 0, the default, for streamed setpoints)."""
         self.emb = emb
+        self._lead = np.zeros(emb.action_dim) if lead is None else np.asarray(lead, float)
         self.spec = emb.handoff
         self.executor = executor or ChunkExecutor(emb)
         self.teleop = TeleopState(emb)
@@ -49,6 +54,7 @@ class HandoffController:
         self._last: np.ndarray | None = None  # (D,) last command returned by command()
         self._last_time: float | None = None
         self._catching_up = False
+        self._handover: tuple[np.ndarray, np.ndarray] | None = None  # the plan left behind
         self._out: list[Transition] = []
         self._apply(now)
 
@@ -127,6 +133,8 @@ class HandoffController:
         (no command yet and nothing to start from: the robot's own controller holds)."""
         self.update(now)
         mode = self.modes.mode
+        if mode != Mode.POLICY:
+            self._resolve_handover(now)
         if mode == Mode.POLICY:
             cmd = self.executor.command(now)
             if not cmd.active:
@@ -176,13 +184,32 @@ class HandoffController:
 
     # ------------------------------------------------------------------------------ switches
 
+    def _resolve_handover(self, now: float) -> None:
+        """After POLICY, the first command starts the dimensions sent ahead (to a trajectory
+        controller) from the policy's plan at ``now + lead``: such a controller goes on along
+        the published trajectory until the next command reaches it, so that is where it is, not
+        the last tick's value. Streamed dimensions have exactly the last value sent."""
+        if self._handover is None:
+            return
+        times, values = self._handover
+        self._handover = None
+        ahead = self._lead > 0
+        at = now + self._lead
+        plan = np.array([np.interp(at[j], times, values[:, j]) for j in range(len(at))])
+        self._last = np.where(ahead, plan, self._last)
+
     def _apply(self, now: float) -> None:
         for t in self.modes.drain():
             if t.from_mode == Mode.POLICY:
+                if (self._last is not None and (self._lead > 0).any()
+                        and self.executor.status.active):
+                    times = now + np.linspace(0.0, HANDOVER_HORIZON_S, 301)  # (K,)
+                    self._handover = (times, self.executor.commanded_at(times))  # (K, D)
                 self.executor.reset()  # the policy's trajectory is dropped
                 if self._measured is not None:
                     self.executor.set_measured(self._measured, now)
             if t.to_mode == Mode.POLICY and t.from_mode is not None:
+                self._resolve_handover(now)
                 start = self._start(now)
                 if start is not None:  # from TELEOP the robot moves: its lag is blended out
                     self.executor.start_from(start, now, self.spec.blend_time_s,

@@ -59,8 +59,12 @@ class ChunkExecutorNode(Node):
         self._core = make_executor(self._emb)
         self._policy_dims = self._emb.dim_names
         self._emb = self._core.embodiment
+        lead = np.zeros(self._emb.action_dim)  # trajectory points go one lead ahead
+        for g in self._emb.outputs:
+            if g.kind == "joint_trajectory":
+                lead[list(g.indices)] = self._single_point_lead()
         self._handoff = HandoffController(self._emb, now_s(self), executor=self._core,
-                                          initial=initial_mode or None)
+                                          initial=initial_mode or None, lead=lead)
         self._lock = threading.Lock()
         self._joints: dict[str, float] = {}
         self._initialised = False
@@ -220,7 +224,7 @@ class ChunkExecutorNode(Node):
             return
         traj = None if (cmd.holding or single) else self._core.trajectory(now)
         if traj is None or len(traj.times) == 0:
-            lead = now + max(self._emb.control.min_lead_s, 1e-3)
+            lead = now + self._single_point_lead()
             times = np.array([lead])
             positions, velocities = cmd.positions[None, :], cmd.velocities[None, :]
         else:
@@ -231,6 +235,9 @@ class ChunkExecutorNode(Node):
         for group in groups:
             self._pubs[group.name].publish(
                 conv.joint_trajectory(group, now, times, positions, velocities))
+
+    def _single_point_lead(self) -> float:
+        return max(self._emb.control.min_lead_s, 1e-3)
 
     def _publishable(self, positions: np.ndarray, velocities: np.ndarray) -> bool:
         """The last line of defence: finite and inside the limits, or nothing goes out."""
