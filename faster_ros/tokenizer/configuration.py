@@ -20,13 +20,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A few thousand parameters: unit tests only.
     "debug": dict(width=16, heads=2, enc_layers=1, dec_layers=1, latent_dim=8, codebook_size=16,
                   ff_mult=2, steps=20, warmup_steps=2, batch_size=16, kmeans_iters=2),
-    # ~0.6-0.8M parameters, the shipped recipe: trains on a shared 2-core CPU in 25-60 min.
-    # 8-dim latent lookups and PCA-initialised linear skip paths (chosen on validation episodes,
-    # see models/g1_inspire_vq/README.md). from_embodiment keeps the embodiment's K and
-    # latent_dim, so the shipped models were trained with --set latent_dim=8.
-    "small": dict(width=64, heads=4, enc_layers=2, dec_layers=2, latent_dim=8,
-                  codebook_size=4096, linear_skip=True, kmeans_iters=20, lr=3e-4,
-                  warmup_steps=200, steps=2000, batch_size=128),
+    # ~1-2M parameters: trains on a laptop CPU in minutes, decodes a chunk in ~1 ms (the recipe
+    # of the policy's bundled tokenizer, models/g1_inspire_vla, with --set width=64).
+    "small": dict(width=128, heads=4, enc_layers=2, dec_layers=2, latent_dim=128),
+    # ~0.6-0.8M parameters, the recipe of the shipped models/*_vq tokenizers on a shared CPU:
+    # 8-dim latent lookups and PCA-initialised linear skip paths (chosen on validation
+    # episodes, see models/g1_inspire_vq/README.md). from_embodiment keeps the embodiment's K
+    # and latent_dim, so the shipped models were trained with --set latent_dim=8. clip 4: robot
+    # positions drift beyond the training range between sessions (G1 held-out episodes reach
+    # 2.1 x the half-range) and the linear skip path extrapolates, where clipping at 1.5 cannot.
+    "cpu": dict(width=64, heads=4, enc_layers=2, dec_layers=2, latent_dim=8,
+                codebook_size=4096, linear_skip=True, kmeans_iters=20, lr=3e-4,
+                warmup_steps=200, steps=2000, batch_size=128, clip=4.0),
     # Paper scale (A.2): K 4096, lr 1e-4, 1000 warm-up steps, GPU training.
     "paper": dict(width=256, heads=8, enc_layers=4, dec_layers=4, latent_dim=128,
                   codebook_size=4096, lr=1e-4, warmup_steps=1000, steps=300_000, batch_size=512),

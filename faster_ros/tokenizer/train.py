@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--embodiment", help="embodiment name or YAML (shape, groups, dim names)")
     p.add_argument("--config", help="a VQConfig config.json instead of --embodiment")
-    p.add_argument("--preset", default="small", help="VQConfig preset (debug, small, paper)")
+    p.add_argument("--preset", default="small", help="VQConfig preset (debug, small, cpu, paper)")
     p.add_argument("--data", action="append", required=True, help="PATH[:RATIO][@MAP]")
     p.add_argument("--out", required=True, help="output directory (keep it outside git)")
     p.add_argument("--steps", type=int, help="total optimisation steps")
