@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--log-dir", default=None,
+                        help="keep the nodes' logs here (default: a temporary folder)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -247,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = args.minutes * 60.0
     samples: list[tuple[float, dict[str, float | None]]] = []
     loads: list[float] = []
-    with ProcessGraph(graph) as pg:
+    with ProcessGraph(graph, log_dir=args.log_dir) as pg:
         pids = {name: p.pid for name, p in pg.procs.items()}
         pids["bench (listener)"] = os.getpid()
         start = time.monotonic()
