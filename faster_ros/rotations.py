@@ -50,6 +50,15 @@ def quat_from_ros(q_xyzw: np.ndarray) -> np.ndarray:
     return np.concatenate([q[..., 3:4], q[..., :3]], axis=-1)
 
 
+def pose_from_message(msg) -> tuple[np.ndarray, np.ndarray]:
+    """A geometry_msgs/PoseStamped (rclpy's or a rosbags-deserialised one: only the fields are
+    read) -> (position (3,) m, quaternion (4,) w, x, y, z), reordered by :func:`quat_from_ros`.
+    The one reader of message orientations besides faster_ros.ros.conversions' writer."""
+    p, o = msg.pose.position, msg.pose.orientation
+    return (np.array([p.x, p.y, p.z], dtype=np.float64),
+            quat_from_ros(np.array([o.x, o.y, o.z, o.w], dtype=np.float64)))
+
+
 # ------------------------------------------------------------------------ quaternion arithmetic
 
 

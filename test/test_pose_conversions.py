@@ -44,8 +44,9 @@ def test_command_values_of_a_pose_output_are_in_command_order():
 
 
 def test_no_other_module_reorders_quaternions():
-    """Only rotations.py builds x, y, z, w from w, x, y, z: no module reads a message's
-    orientation fields except conversions.py, which goes through the helper."""
+    """Only rotations.py builds x, y, z, w from w, x, y, z: no module touches a message's
+    orientation fields except conversions.py (writing, through the helper) and rotations.py's
+    pose_from_message (reading, for rclpy and rosbags messages alike: conversions and replay)."""
     package = Path(__file__).resolve().parents[1] / "faster_ros"
     readers = []
     for path in package.rglob("*.py"):
@@ -53,6 +54,6 @@ def test_no_other_module_reorders_quaternions():
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr == "orientation":
                 readers.append(path.relative_to(package).as_posix())
-    assert sorted(set(readers)) == ["ros/conversions.py"]
+    assert sorted(set(readers)) == ["ros/conversions.py", "rotations.py"]
     text = (package / "ros" / "conversions.py").read_text()
-    assert "quat_to_ros(" in text and "quat_from_ros(" in text
+    assert "quat_to_ros(" in text and "pose_from_message(" in text

@@ -29,17 +29,28 @@ SIGMAS = (1e-3, 1e-2)
 
 
 def _summary(err: np.ndarray, prefix: str, unit: str, sigmas) -> dict[str, float]:
+    """Mean, p95, max and VRR of errors where +inf marks an invalid prediction (counted, never
+    within sigma) and NaN a step without truth (left out)."""
     err = np.asarray(err, dtype=np.float64).reshape(-1)
-    finite = err[np.isfinite(err)]
-    out = {f"{prefix}/invalid": float(err.size - finite.size)}
+    known = err[~np.isnan(err)]
+    finite = known[np.isfinite(known)]
+    out = {f"{prefix}/invalid": float(known.size - finite.size)}
+    if err.size > known.size:
+        out[f"{prefix}/missing"] = float(err.size - known.size)
     if finite.size == 0:
         return out
     out[f"{prefix}/mean_{unit}"] = float(finite.mean())
     out[f"{prefix}/p95_{unit}"] = float(np.percentile(finite, 95))
     out[f"{prefix}/max_{unit}"] = float(finite.max())
     for s in sigmas:  # a step that defines no rotation is not valid
-        out[f"{prefix}/vrr@{s:g}"] = float(np.sum(finite <= s) / err.size)
+        out[f"{prefix}/vrr@{s:g}"] = float(np.sum(finite <= s) / known.size)
     return out
+
+
+def _mark(err: np.ndarray, pred_ok: np.ndarray, true_ok: np.ndarray) -> np.ndarray:
+    """+inf where the prediction is invalid, NaN where the truth is missing."""
+    err = np.where(pred_ok, err, np.inf)
+    return np.where(true_ok, err, np.nan)
 
 
 def rotation_errors(pred: np.ndarray, true: np.ndarray, representation: str,
@@ -51,28 +62,86 @@ def rotation_errors(pred: np.ndarray, true: np.ndarray, representation: str,
     return rot.angle_between(qp, qt)
 
 
-def end_effector_errors(pred: np.ndarray, true: np.ndarray, emb: Embodiment,
-                        sigmas=SIGMAS) -> dict[str, float]:
-    """Errors of predicted actions ``pred`` against ``true``, both (..., D) in ``emb``'s action
-    space (any leading shape: chunks x steps). Per end effector ``<ee>/translation/...`` (m) and
-    ``<ee>/rotation/...`` (rad): mean, p95, max, ``vrr@sigma`` and ``invalid`` (steps without a
-    defined rotation); ``joint/...`` per element over the other dimensions (their units)."""
+def end_effector_step_errors(pred: np.ndarray, true: np.ndarray, emb: Embodiment
+                             ) -> dict[str, dict[str, np.ndarray]]:
+    """Per end effector, the error of every step: ``translation`` (m), ``rotation`` (rad,
+    geodesic; NaN where either row defines no rotation) and, with a gripper, ``gripper``
+    (absolute, in the gripper dimension's unit), each of the leading shape of ``pred`` / ``true``
+    (..., D) (e.g. chunks x steps): +inf where the prediction is invalid (non-finite, or no
+    rotation), NaN where the truth is (the step is left out of the figures)."""
     pred = np.asarray(pred, dtype=np.float64)
     true = np.asarray(true, dtype=np.float64)
     if pred.shape != true.shape or pred.shape[-1] != emb.action_dim:
         raise ValueError(f"end_effector_errors: shapes {pred.shape} and {true.shape} must match "
                          f"and end in {emb.action_dim} (the action dimensions of {emb.name!r})")
+    lead = pred.shape[:-1]
     p2, t2 = pred.reshape(-1, emb.action_dim), true.reshape(-1, emb.action_dim)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for ee in emb.end_effectors:
+        pi, ri = list(ee.position_indices), list(ee.rotation_indices)
+        translation = _mark(np.linalg.norm(p2[:, pi] - t2[:, pi], axis=1),
+                            np.isfinite(p2[:, pi]).all(axis=1), np.isfinite(t2[:, pi]).all(axis=1))
+        qp, _ = rot.to_quats(p2[:, ri], ee.rotation, ee.euler_axes)
+        qt, _ = rot.to_quats(t2[:, ri], ee.rotation, ee.euler_axes)
+        pred_ok = np.isfinite(p2[:, ri]).all(axis=1) & np.isfinite(qp).all(axis=1)
+        true_ok = np.isfinite(t2[:, ri]).all(axis=1) & np.isfinite(qt).all(axis=1)
+        with np.errstate(invalid="ignore"):
+            angle = _mark(rot.angle_between(qp, qt), pred_ok, true_ok)
+        errors = {"translation": translation.reshape(lead), "rotation": angle.reshape(lead)}
+        if ee.gripper is not None:
+            g = emb.index(ee.gripper)
+            errors["gripper"] = _mark(np.abs(p2[:, g] - t2[:, g]), np.isfinite(p2[:, g]),
+                                      np.isfinite(t2[:, g])).reshape(lead)
+        out[ee.name] = errors
+    return out
+
+
+def end_effector_errors(pred: np.ndarray, true: np.ndarray, emb: Embodiment,
+                        sigmas=SIGMAS) -> dict[str, float]:
+    """Errors of predicted actions ``pred`` against ``true``, both (..., D) in ``emb``'s action
+    space (any leading shape: chunks x steps). Per end effector ``<ee>/translation/...`` (m) and
+    ``<ee>/rotation/...`` (rad): mean, p95, max, ``vrr@sigma``, ``invalid`` (predicted steps
+    without a defined rotation: never within sigma) and ``missing`` (steps whose truth is not
+    finite or defines no rotation: left out); ``<ee>/gripper/...`` in the gripper's unit
+    (``_unit`` keys); ``joint/...`` per element over the dimensions that are not poses
+    (grippers included)."""
+    steps = end_effector_step_errors(pred, true, emb)
+    p2 = np.asarray(pred, dtype=np.float64).reshape(-1, emb.action_dim)
+    t2 = np.asarray(true, dtype=np.float64).reshape(-1, emb.action_dim)
     out: dict[str, float] = {}
     pose = set()
     for ee in emb.end_effectors:
-        pi, ri = list(ee.position_indices), list(ee.rotation_indices)
-        pose.update(pi + ri)
-        translation = np.linalg.norm(p2[:, pi] - t2[:, pi], axis=1)
-        angle = rotation_errors(p2[:, ri], t2[:, ri], ee.rotation, ee.euler_axes)
-        out.update(_summary(translation, f"{ee.name}/translation", "m", sigmas))
-        out.update(_summary(angle, f"{ee.name}/rotation", "rad", sigmas))
+        pose.update(ee.position_indices + ee.rotation_indices)
+        errors = steps[ee.name]
+        out.update(_summary(errors["translation"], f"{ee.name}/translation", "m", sigmas))
+        out.update(_summary(errors["rotation"], f"{ee.name}/rotation", "rad", sigmas))
+        if "gripper" in errors:
+            out.update(_summary(errors["gripper"], f"{ee.name}/gripper", "unit", sigmas))
     other = [i for i in range(emb.action_dim) if i not in pose]
     if other:
-        out.update(_summary(np.abs(p2[:, other] - t2[:, other]), "joint", "unit", sigmas))
+        err = _mark(np.abs(p2[:, other] - t2[:, other]), np.isfinite(p2[:, other]),
+                    np.isfinite(t2[:, other]))
+        out.update(_summary(err, "joint", "unit", sigmas))
     return out
+
+
+def pose_errors(pred_cmd: np.ndarray, true_cmd: np.ndarray, slots, sigmas=SIGMAS
+                ) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+    """Poses in a command space (faster_ros.control.pose.CommandSpace: position + quaternion
+    per end effector), (..., D_command), at the ``slots`` of that space: per end effector the
+    translation (m) and rotation (rad, geodesic) errors as figures like
+    :func:`end_effector_errors` and per step (the leading shape)."""
+    flat: dict[str, float] = {}
+    steps: dict[str, dict[str, np.ndarray]] = {}
+    for slot in slots:
+        p, t = pred_cmd[..., list(slot.position)], true_cmd[..., list(slot.position)]
+        qp, qt = pred_cmd[..., list(slot.quaternion)], true_cmd[..., list(slot.quaternion)]
+        with np.errstate(invalid="ignore"):
+            translation = _mark(np.linalg.norm(p - t, axis=-1), np.isfinite(p).all(axis=-1),
+                                np.isfinite(t).all(axis=-1))
+            angle = _mark(rot.angle_between(qp, qt), np.isfinite(qp).all(axis=-1),
+                          np.isfinite(qt).all(axis=-1))
+        steps[slot.name] = {"translation": translation, "rotation": angle}
+        flat.update(_summary(translation, f"{slot.name}/translation", "m", sigmas))
+        flat.update(_summary(angle, f"{slot.name}/rotation", "rad", sigmas))
+    return flat, steps

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from faster_ros import rotations as rot
 from faster_ros.data.bag_io import (
     COMMAND_TYPES,
     COMPRESSED,
@@ -38,6 +39,7 @@ from faster_ros.data.bag_io import (
 )
 from faster_ros.embodiment import Embodiment
 
+POSE_STAMPED = "geometry_msgs/msg/PoseStamped"
 CAMERA_MSG_TYPES = {"Image": IMAGE, "CompressedImage": COMPRESSED}
 
 
@@ -76,6 +78,36 @@ class RecordedSeries:
 
 
 @dataclass
+class PoseSeries:
+    """Recorded end-effector poses (geometry_msgs/PoseStamped): per end effector, (N,) times,
+    (N, 3) positions (m) and (N, 4) unit quaternions (w, x, y, z)."""
+
+    source: str  # "command <topics>" or "pose feedback (future) <topics>"
+    future: bool  # feedback: the pose reached, compared one control period later
+    tracks: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+    def at(self, times: np.ndarray, space) -> np.ndarray:
+        """Command-space rows (M, D_command) of ``space``
+        (:class:`~faster_ros.control.pose.CommandSpace`) at ``times``: positions linear and
+        rotations slerped between samples, NaN outside the recorded span and in the columns
+        that are not poses."""
+        times = np.asarray(times, dtype=np.float64)
+        out = np.full((len(times), space.embodiment.action_dim), np.nan)
+        for slot in space.slots:
+            t, pos, quat = self.tracks[slot.name]
+            inside = (times >= t[0] - 1e-9) & (times <= t[-1] + 1e-9)
+            x = np.clip(times[inside], t[0], t[-1])
+            k = np.clip(np.searchsorted(t, x, side="right") - 1, 0, max(len(t) - 2, 0))
+            k1 = np.minimum(k + 1, len(t) - 1)
+            span = np.where(t[k1] > t[k], t[k1] - t[k], 1.0)
+            w = np.clip((x - t[k]) / span, 0.0, 1.0)
+            rows = np.flatnonzero(inside)
+            out[np.ix_(rows, list(slot.position))] = pos[k] + w[:, None] * (pos[k1] - pos[k])
+            out[np.ix_(rows, list(slot.quaternion))] = rot.slerp(quat[k], quat[k1], w)
+        return out
+
+
+@dataclass
 class ReplayInputs:
     path: Path
     embodiment: Embodiment
@@ -84,6 +116,7 @@ class ReplayInputs:
     commands: RecordedSeries | None  # recorded commands, when the bag has a command topic
     states: RecordedSeries  # joint states in action coordinates
     notes: list[str] = field(default_factory=list)
+    poses: PoseSeries | None = None  # end-effector poses (embodiments with end effectors)
 
     @property
     def start(self) -> float:
@@ -162,9 +195,12 @@ def load_inputs(path: str | Path, emb: Embodiment, *, action_topic: str | None =
         command, note = _command_topic(types, emb, action_topic)
         if command:
             wanted[command] = (COMMAND_TYPES, "command")
+        pose_topics, pose_source, pose_note = _pose_topics(types, emb)
+        for topic, ee in pose_topics.items():
+            wanted.setdefault(topic, ((POSE_STAMPED,), f"end-effector pose ({ee})"))
         _check_types(path, types, known, wanted, emb)
-        samples, command_msgs, counts = _read(path, reader, emb, wanted, command,
-                                              start_s, duration_s)
+        samples, command_msgs, counts, pose_msgs = _read(path, reader, emb, wanted, command,
+                                                         start_s, duration_s, pose_topics)
     finally:
         try:
             reader.close()
@@ -176,7 +212,10 @@ def load_inputs(path: str | Path, emb: Embodiment, *, action_topic: str | None =
         raise BagError(f"{path}: topic(s) {', '.join(sorted(empty))} have no messages{span}")
     _check_overlap(path, emb, samples)
     inputs = ReplayInputs(path, emb, samples, types, None, _state_series(emb, samples),
-                          [note] if note else [])
+                          [n for n in (note, pose_note) if n])
+    if pose_topics:
+        inputs.poses, frame_notes = _pose_series(emb, pose_topics, pose_source, pose_msgs)
+        inputs.notes += frame_notes
     if command:
         inputs.commands = _command_series(emb, command, types[command], command_msgs)
         if not np.isfinite(inputs.commands.values).any():
@@ -186,12 +225,13 @@ def load_inputs(path: str | Path, emb: Embodiment, *, action_topic: str | None =
 
 
 def _read(path: Path, reader, emb: Embodiment, wanted: dict, command: str | None,
-          start_s: float, duration_s: float | None):
+          start_s: float, duration_s: float | None, pose_topics: dict[str, str] | None = None):
     cams = {c.topic: c.name for c in emb.cameras}
     joints = {j.topic for j in emb.joint_inputs}
     conns = [c for c in reader.connections if c.topic in wanted]
     samples: list[InputSample] = []
     command_msgs: list[tuple[float, Any]] = []
+    pose_msgs: dict[str, list[tuple[float, Any]]] = {t: [] for t in pose_topics or {}}
     counts: dict[str, int] = {}
     # frames are decoded after the reader is closed (close empties its typestore): keep it
     frame_decoder = _Deserializer(reader.typestore)
@@ -231,8 +271,10 @@ def _read(path: Path, reader, emb: Embodiment, wanted: dict, command: str | None
                                            (names, positions)))
             if topic == command:
                 command_msgs.append((t_bag, msg))
+        if topic in pose_msgs:
+            pose_msgs[topic].append((t_bag, deserialize(path, reader, raw, conn)))
         counts[topic] = counts.get(topic, 0) + 1
-    return samples, command_msgs, counts
+    return samples, command_msgs, counts, pose_msgs
 
 
 class _Deserializer:
@@ -311,3 +353,56 @@ def _command_series(emb: Embodiment, topic: str, msgtype: str, msgs) -> Recorded
     order = np.argsort(times, kind="stable")
     values = np.stack(rows)[order] if rows else np.zeros((0, emb.action_dim))
     return RecordedSeries(f"command {topic}", np.asarray(times)[order], values)
+
+
+def _pose_topics(types: dict[str, str], emb: Embodiment
+                 ) -> tuple[dict[str, str], str, str]:
+    """The PoseStamped topics (topic -> end effector) the end-effector truth comes from: the
+    pose_stamped outputs (the recorded targets) when the bag has all of them, else the pose
+    feedback topics (the poses reached: compared one period later, like future joint states),
+    else none (with a note: no end-effector figures)."""
+    if not emb.end_effectors:
+        return {}, "", ""
+    targets = {g.topic: g.end_effector for g in emb.outputs if g.end_effector is not None}
+    feedback = {ee.feedback_topic: ee.name for ee in emb.end_effectors if ee.feedback_topic}
+    if all(t in types for t in targets):
+        return targets, "command", ""
+    if len(feedback) == len(emb.end_effectors) and all(t in types for t in feedback):
+        return feedback, "feedback", ("end-effector targets " + ", ".join(
+            t for t in targets if t not in types) + " not in the bag: end effectors are "
+            "compared with the pose feedback one period later")
+    return {}, "", ("neither the end-effector targets (" + ", ".join(targets) + ") nor the "
+                    "pose feedback (" + ", ".join(feedback) + ") are in the bag: no "
+                    "end-effector errors")
+
+
+def _pose_series(emb: Embodiment, topics: dict[str, str], source: str, msgs
+                 ) -> tuple[PoseSeries, list[str]]:
+    """PoseStamped messages -> a :class:`PoseSeries` (header stamps, or bag times for a topic
+    with any zero stamp, as for commands), and notes on frames other than the configured one."""
+    tracks, notes = {}, []
+    for topic, name in topics.items():
+        ee = emb.end_effector(name)
+        stamps = [_header_sec(m) for _, m in msgs[topic]]
+        use_header = all(stamps)
+        rows = []
+        frames = set()
+        for (t_bag, m), stamp in zip(msgs[topic], stamps):
+            position, q = rot.pose_from_message(m)  # w, x, y, z (messages: x, y, z, w)
+            n = float(np.linalg.norm(q))
+            if not (np.isfinite(n) and abs(n - 1.0) < 1e-3 and np.isfinite(position).all()):
+                continue  # not a pose (the live executor would not publish it)
+            rows.append((stamp if use_header else t_bag, *position, *(q / n)))
+            frames.add(m.header.frame_id)
+        if not rows:
+            raise BagError(f"{topic}: no valid pose (finite position, unit quaternion) for "
+                           f"end effector {name!r}")
+        a = np.array(sorted(rows, key=lambda r: r[0]), dtype=np.float64)
+        a[:, 4:] = rot.make_continuous(a[:, 4:])  # one hemisphere along the track
+        tracks[name] = (a[:, 0], a[:, 1:4], a[:, 4:])
+        other = sorted(f for f in frames if f and f != ee.frame)
+        if other:
+            notes.append(f"{topic}: poses in frame(s) {', '.join(other)}, the config says "
+                         f"{ee.frame}: compared as they are")
+    label = "command" if source == "command" else "pose feedback (future)"
+    return PoseSeries(f"{label} {', '.join(topics)}", source != "command", tracks), notes

@@ -125,7 +125,7 @@ def _replay_policy(inputs, args, out: Path) -> int:
             sorted({c.problem for c in run.chunks}))
         return _error(f"{inputs.path}: no chunk could be produced from {run.attempts} "
                       f"attempts: {why}", EXIT_NO_RESULT)
-    figures = replay_figures(run, emb, inputs.commands, inputs.states)
+    figures = replay_figures(run, emb, inputs.commands, inputs.states, inputs)
     report = {
         "bag": str(inputs.path),
         "embodiment": emb.name,
@@ -149,6 +149,11 @@ def _replay_policy(inputs, args, out: Path) -> int:
           f", VRR@1e-2 {err['vrr@0.01']:.3f}, VRR@1e-3 {err['vrr@0.001']:.3f}, latency p50 "
           f"{lat.get('p50_ms', float('nan')):.1f} ms, invalid tokens "
           f"{figures['invalid_tokens']['total']}")
+    if figures.get("end_effector"):
+        from faster_ros.replay.end_effector import summary_line
+
+        print("end effectors vs " + figures["end_effector"]["compared_with"] + ": "
+              + summary_line(figures["end_effector"]))
     print("report: " + ", ".join(str(f) for f in files))
     return 0
 

@@ -13,6 +13,9 @@ recording and dimensions the recording lacks are left out (NaN), never filled.
                 value at that time, per group, and how many exceed the configured seam bound
     latency     policy time per chunk (ms): percentiles, histogram, stage breakdown
     tokens      invalid tokens predicted and chunks the live node would have rejected
+    end_effector  with end effectors: per end effector translation (m), rotation (rad) and
+                gripper errors with VRR at 1e-3 / 1e-2 in those units (the pose dims' truth is
+                then the recorded poses as the policy's actions; faster_ros.replay.end_effector)
     hold_state  the same errors for "hold the observed state" (a baseline, for scale), and
                 hold_last_command for "repeat the command recorded one period before" (with a
                 command topic)
@@ -20,12 +23,13 @@ recording and dimensions the recording lacks are left out (NaN), never filled.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from faster_ros.embodiment import Embodiment
-from faster_ros.replay.bag import RecordedSeries
+from faster_ros.replay.bag import RecordedSeries, ReplayInputs
 from faster_ros.replay.offline import ReplayRun
 
 SIGMAS = (1e-3, 1e-2)
@@ -61,7 +65,8 @@ def error_figures(pred: np.ndarray, truth: np.ndarray, emb: Embodiment) -> dict[
     out: dict[str, Any] = {**_finite_stats(err), **_vrr(err)}
     out["per_group"] = {g.name: {**_finite_stats(err[..., list(g.indices)]),
                                  **_vrr(err[..., list(g.indices)])} for g in emb.outputs}
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a dim never recorded: None
         per_joint = np.nanmean(err.reshape(-1, err.shape[-1]), axis=0) if err.size else []
         per_step = np.nanmean(err, axis=(0, 2)) if err.size else []
     out["per_joint_mae"] = {n: _num(v) for n, v in zip(emb.dim_names, per_joint)}
@@ -127,10 +132,20 @@ def latency_figures(run: ReplayRun) -> dict[str, Any]:
 
 
 def replay_figures(run: ReplayRun, emb: Embodiment, commands: RecordedSeries | None,
-                   states: RecordedSeries) -> dict[str, Any]:
-    """Every figure of the report (see the module docstring)."""
+                   states: RecordedSeries, inputs: ReplayInputs | None = None
+                   ) -> dict[str, Any]:
+    """Every figure of the report (see the module docstring). With ``inputs`` of an embodiment
+    with end effectors whose poses the bag recorded, the truth of the pose dims is the recorded
+    poses as the policy's actions, and ``end_effector`` holds the errors in m and rad
+    (faster_ros.replay.end_effector)."""
     published = [c for c in run.chunks if c.published]
     truth, source = truth_for(run, emb, commands, states)
+    poses = inputs is not None and emb.end_effectors and inputs.poses is not None
+    starts = np.array([c.stamp for c in published])
+    if poses:
+        from faster_ros.replay.end_effector import fill_truth
+
+        truth = fill_truth(inputs, starts, truth)
     pred = np.stack([c.actions for c in published]) if published else truth
     position = np.flatnonzero(~emb.is_velocity)
     state_at = {j: i for i, j in enumerate(emb.state_joints)}
@@ -144,6 +159,11 @@ def replay_figures(run: ReplayRun, emb: Embodiment, commands: RecordedSeries | N
     if commands is not None and published:  # repeat the previous recorded command
         last = np.stack([np.broadcast_to(commands.at(np.array([c.stamp - emb.control.dt]))[0],
                                          truth.shape[1:]) for c in published])
+    end_effector = {}
+    if poses and published:
+        from faster_ros.replay.end_effector import replay_end_effector_figures
+
+        end_effector = replay_end_effector_figures(inputs, starts, pred, truth, hold)
     problems: dict[str, int] = {}
     for c in run.chunks:
         if c.problem:
@@ -162,6 +182,7 @@ def replay_figures(run: ReplayRun, emb: Embodiment, commands: RecordedSeries | N
         "error": error_figures(pred, truth, emb),
         "hold_state": error_figures(hold, truth, emb) if published else {},
         "hold_last_command": error_figures(last, truth, emb) if last is not None else {},
+        "end_effector": end_effector,
         "seam": seam_figures(run, emb),
         "latency": latency_figures(run),
         "wall_s": run.wall_s,

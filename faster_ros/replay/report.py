@@ -25,8 +25,10 @@ def _plot(path: Path, emb: Embodiment, inputs: ReplayInputs, run: ReplayRun,
 
     series = inputs.commands if inputs.commands is not None else inputs.states
     published = [c for c in run.chunks if c.published]
-    dims = [g.indices[0] for g in emb.outputs][:max_dims]
-    rows = len(dims) + 2
+    # pose outputs are plotted as errors in m / rad below (their components mean little alone)
+    dims = [g.indices[0] for g in emb.outputs if g.end_effector is None][:max_dims]
+    ee = figures.get("end_effector") or {}
+    rows = len(dims) + 2 + (1 if ee else 0)
     fig, axes = plt.subplots(rows, 1, figsize=(10, 2.1 * rows))
     t0 = inputs.start
     dt = emb.control.dt
@@ -40,7 +42,16 @@ def _plot(path: Path, emb: Embodiment, inputs: ReplayInputs, run: ReplayRun,
         dim = emb.dimensions[d]
         ax.set_ylabel(f"{dim.name}\n[{dim.unit}]", fontsize=8)
         ax.legend(loc="upper right", fontsize=7)
-    axes[len(dims) - 1].set_xlabel("bag time [s]")
+    if dims:
+        axes[len(dims) - 1].set_xlabel("bag time [s]")
+    if ee:
+        from faster_ros.replay.end_effector import plot_per_step
+
+        ax = axes[-3]
+        plot_per_step(ax, ee.get("actions_per_step", {}), "action")
+        if ee.get("pose_per_step"):
+            plot_per_step(ax, ee["pose_per_step"], "pose")
+        ax.set_title(f"end-effector error by step vs {ee.get('compared_with', '')}", fontsize=8)
     ax = axes[-2]
     for name, fig_key in (("policy", "error"), ("hold state", "hold_state"),
                           ("hold last command", "hold_last_command")):
@@ -103,6 +114,19 @@ def _html(report: dict[str, Any], png: Path | None) -> str:
     for g, v in err.get("per_group", {}).items():
         rows.append((f"policy: {g}", *[_fmt(v.get(k)) for k in keys]))
     parts.append("<h2>Error against the recording</h2>" + _table(rows, ("", *keys)))
+    ee = fig.get("end_effector") or {}
+    if ee:
+        from faster_ros.replay.end_effector import TABLE_HEADER, table_rows
+
+        ee_rows = table_rows(ee, "policy actions", "actions") + table_rows(
+            ee, "hold pose (baseline)", "hold_pose") + table_rows(
+            ee, "policy pose along the chunk", "pose")
+        parts.append("<h2>End effectors (m, rad)</h2>"
+                     f"<p>compared with {html.escape(ee.get('compared_with', ''))}; "
+                     "translation: Euclidean distance (m), rotation: geodesic angle (rad), "
+                     "VRR: share of steps within 1e-3 / 1e-2 in those units. The per-element "
+                     "figures above mean little for rotation components.</p>"
+                     + _table(ee_rows, TABLE_HEADER))
     parts.append("<h2>Per joint (mean abs error)</h2>" + _table(
         [(n, _fmt(v)) for n, v in err.get("per_joint_mae", {}).items()], ("joint", "mae")))
     seam = fig.get("seam", {})

@@ -60,6 +60,17 @@ def bag_chunks(inputs: ReplayInputs, chunk_size: int, stride: int, relative: boo
     grid = np.arange(series.times[0], series.times[-1] + 1e-9, dt)
     values = series.at(grid + shift)  # (T, D)
     offsets = inputs.states.at(grid) if relative else np.zeros_like(values)
+    if emb.end_effectors and inputs.poses is not None:
+        # end-effector dims: the recorded poses as the policy's actions (deltas from the pose
+        # one period before); the state has no pose, so they are never state-relative
+        from faster_ros.control.pose import CommandSpace
+        from faster_ros.replay.end_effector import pose_dims, recorded_actions
+
+        cols = pose_dims(emb)
+        actions, _ = recorded_actions(inputs, CommandSpace(emb), float(grid[0]),
+                                      len(grid))
+        values[:, cols] = actions[:, cols]
+        offsets[:, cols] = 0.0
     chunks, starts = [], []
     for k in range(0, len(grid) - chunk_size + 1, stride):
         c = values[k:k + chunk_size] - offsets[k][None, :]
@@ -96,12 +107,15 @@ def run_tokenizer_check(inputs: ReplayInputs, args, out: Path) -> int:
             fast[key + " not fitted"] = {"error": str(exc)}
     ok = {k: v for k, v in fast.items() if "error" not in v}
     table = summary_table({"fastervq": vq, "fast": ok})
+    end_effector = _end_effector_figures(inputs, chunks, {"FASTerVQ": recon, **fast_recon})
     series = inputs.commands if inputs.commands is not None else inputs.states
     report = {"bag": str(inputs.path), "embodiment": emb.name, "tokenizer": name,
               "actions": series.source, "state_relative": relative, "chunks": len(chunks),
               "stride": stride, "chunk_starts_s": (starts - inputs.start).round(4).tolist(),
               "notes": inputs.notes + ["FAST is fitted on the evaluated chunks (in-sample)"],
               "fastervq": vq, "fast": fast, "table": table}
+    if end_effector:
+        report["end_effector"] = end_effector
     out.mkdir(parents=True, exist_ok=True)
     (out / "tokenizer_report.json").write_text(json.dumps(report, indent=1) + "\n")
     pick = np.linspace(0, len(chunks) - 1, min(3, len(chunks))).round().astype(int)
@@ -115,12 +129,78 @@ def run_tokenizer_check(inputs: ReplayInputs, args, out: Path) -> int:
     rows = [tuple(c.strip() for c in line.strip("|").split("|"))
             for line in table.splitlines()[2:]]
     header = tuple(c.strip() for c in table.splitlines()[0].strip("|").split("|"))
+    ee_html, files = "", [out / "tokenizer_report.json", out / "tokenizer_recon.png"]
+    if end_effector:
+        from faster_ros.replay.end_effector import TABLE_HEADER, table_rows
+
+        _plot_end_effector(out / "tokenizer_end_effector.png", end_effector,
+                           f"{name} on {inputs.path.name}")
+        files.append(out / "tokenizer_end_effector.png")
+        ee_rows = [r for key in end_effector["reconstructions"]
+                   for r in table_rows({"units": end_effector["units"],
+                                        **end_effector["reconstructions"]}, key, key)]
+        ee_html = ("<h2>End effectors (m, rad)</h2><p>poses from "
+                   f"{end_effector['compared_with']}; translation: Euclidean distance (m), "
+                   "rotation: geodesic angle (rad), VRR: share of steps within 1e-3 / 1e-2 "
+                   "in those units (the table above is per element)</p>"
+                   + _table(ee_rows, TABLE_HEADER)
+                   + '<p><img src="tokenizer_end_effector.png"/></p>')
     (out / "tokenizer_report.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'></head><body>"
         f"<h1>Tokenizer check: {name} on {inputs.path.name}</h1><p>{len(chunks)} chunks of "
         f"{series.source}{', state-relative' if relative else ''}; FAST fitted in-sample</p>"
-        + _table(rows, header) + '<p><img src="tokenizer_recon.png"/></p></body></html>\n')
+        + _table(rows, header) + '<p><img src="tokenizer_recon.png"/></p>' + ee_html
+        + "</body></html>\n")
+    files.append(out / "tokenizer_report.html")
     print(table)
-    print(f"report: {out / 'tokenizer_report.json'}, {out / 'tokenizer_recon.png'}, "
-          f"{out / 'tokenizer_report.html'}")
+    if end_effector:
+        from faster_ros.replay.end_effector import summary_line
+
+        for key in end_effector["reconstructions"]:
+            print(f"end effectors, {key}: "
+                  + summary_line(end_effector["reconstructions"], key))
+    print("report: " + ", ".join(str(f) for f in files))
     return 0
+
+
+def _end_effector_figures(inputs: ReplayInputs, chunks: np.ndarray,
+                          recons: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per reconstruction, the end-effector errors in m / rad (+ gripper) of the chunks and
+    their mean per chunk step; {} without end effectors or recorded poses."""
+    emb = inputs.embodiment
+    if not emb.end_effectors or inputs.poses is None:
+        return {}
+    from faster_ros.control.pose_metrics import (
+        SIGMAS,
+        end_effector_errors,
+        end_effector_step_errors,
+    )
+    from faster_ros.replay.end_effector import nested, per_step, units
+
+    truth = np.asarray(chunks, dtype=np.float64)
+    out: dict[str, Any] = {"compared_with": inputs.poses.source, "units": units(emb),
+                           "sigmas": list(SIGMAS), "reconstructions": {}, "per_step": {}}
+    for key, recon in recons.items():
+        recon = np.asarray(recon, dtype=np.float64)
+        out["reconstructions"][key] = nested(end_effector_errors(recon, truth, emb))
+        out["per_step"][key] = per_step(end_effector_step_errors(recon, truth, emb))
+    return out
+
+
+def _plot_end_effector(path: Path, figures: dict[str, Any], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from faster_ros.replay.end_effector import plot_per_step
+
+    keys = list(figures["per_step"])
+    fig, axes = plt.subplots(len(keys), 1, figsize=(9, 2.6 * len(keys)), squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        plot_per_step(ax, figures["per_step"][key])
+        ax.set_title(f"{key}: end-effector reconstruction error by step", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

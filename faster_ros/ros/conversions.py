@@ -22,7 +22,7 @@ from faster_ros.control import Chunk
 from faster_ros.data.images import compressed_to_rgb as decode_compressed
 from faster_ros.data.images import image_to_rgb as decode_raw
 from faster_ros.embodiment import OutputGroup
-from faster_ros.rotations import quat_from_ros, quat_to_ros
+from faster_ros.rotations import pose_from_message, quat_to_ros
 
 # ------------------------------------------------------------------------------------------ time
 
@@ -211,9 +211,7 @@ def pose_stamped(position: np.ndarray, quat_wxyz: np.ndarray, stamp: Time,
 
 def pose_from_msg(msg: PoseStamped) -> tuple[np.ndarray, np.ndarray]:
     """geometry_msgs/PoseStamped -> (position (3,) m, quaternion (4,) w, x, y, z)."""
-    p, o = msg.pose.position, msg.pose.orientation
-    return (np.array([p.x, p.y, p.z], dtype=np.float64),
-            quat_from_ros(np.array([o.x, o.y, o.z, o.w], dtype=np.float64)))
+    return pose_from_message(msg)
 
 
 def group_command(group: OutputGroup, positions: np.ndarray, velocities: np.ndarray,
