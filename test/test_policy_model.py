@@ -132,3 +132,22 @@ def test_runtime_api_set_decoding_and_action_spec():
     assert np.array_equal(a.tokens, b.tokens)  # greedy: deterministic
     with pytest.raises(ValueError, match="block_size"):
         model.set_decoding(block_size=1000)
+
+
+def test_decode_levels_decodes_only_the_coarse_codebooks():
+    model = tiny_policy()
+    seen = []
+
+    class Recording(FakeTokenizer):
+        def decode(self, codes, levels=None):
+            seen.append(levels)
+            return super().decode(codes, levels)
+
+    model.action_tokenizer = Recording(model.config)
+    tokens = torch.zeros(1, model.config.tokens_per_chunk, dtype=torch.long)
+    model.tokens_to_actions(tokens)
+    model.set_decoding(decode_levels=1)
+    model.tokens_to_actions(tokens)
+    assert seen == [None, 1]  # default 0: every codebook
+    with pytest.raises(ValueError, match="decode_levels 3 exceeds the 2 codebooks"):
+        model.set_decoding(decode_levels=3)

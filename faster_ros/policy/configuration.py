@@ -141,6 +141,9 @@ class FASTerVLAConfig:
     temperature: float = 0.8
     greedy: bool = False
     mask_invalid: bool = True
+    # Residual codebooks decoded (FASTerVQ ``decode(levels=...)``, coarse to fine); 0: all. A
+    # small policy that predicts the fine levels no better than chance only adds their noise.
+    decode_levels: int = 0
     # --- Training (A.2: AdamW lr 2.5e-5, wd 1e-10, cosine with 1000 warm-up steps, bf16)
     spacing_jitter: int = 2
     learning_rate: float = 2.5e-5
@@ -171,8 +174,11 @@ class FASTerVLAConfig:
                      "code_dims", "block_size", "inference_spacing", "top_k", "warmup_steps",
                      "steps", "batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("text_vocab_size", "spacing_jitter", "seed"):
+        for name in ("text_vocab_size", "spacing_jitter", "seed", "decode_levels"):
             _nonneg_int(name, getattr(self, name))
+        if self.decode_levels > self.codebooks:
+            raise ValueError(f"FASTerVLAConfig.decode_levels {self.decode_levels} exceeds the "
+                             f"{self.codebooks} codebooks")
         if self.image_size % self.patch_size:
             raise ValueError(f"FASTerVLAConfig.patch_size {self.patch_size} does not divide "
                              f"image_size {self.image_size}")

@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stride", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--sample", action="store_true", help="top-k sampling instead of greedy")
+    p.add_argument("--decode-levels", type=int, default=None,
+                   help="residual codebooks decoded (default: the model's config; 0: all)")
     p.add_argument("--cache-dir", default="runs/frame_cache")
     p.add_argument("--json", default=None, help="write the metrics here")
     p.add_argument("--device", default="cpu")
@@ -128,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from faster_ros.data import read_episodes
 
     model = FASTerVLA.from_pretrained(args.model, device=args.device)
+    if args.decode_levels is not None:
+        model.set_decoding(decode_levels=args.decode_levels)
     held = {n.rsplit("/", 1)[-1] for n in model.provenance.get("heldout_episodes", [])}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -137,8 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = evaluate(model, episodes, stride=args.stride, batch_size=args.batch_size,
                        greedy=not args.sample, groups=dimension_groups(episodes[0].action_names),
                        cache_dir=args.cache_dir)
+    levels = model.config.decode_levels or model.config.codebooks
     print(f"{metrics['windows']} windows from {len(metrics['episodes'])} held-out episodes, "
           f"{metrics['decoding']} decoding, {metrics['passes_per_chunk']} passes/chunk, "
+          f"{levels} of {model.config.codebooks} codebooks decoded, "
           f"{metrics['invalid_chunks']} invalid chunks")
     print(format_table(metrics))
     if args.json:

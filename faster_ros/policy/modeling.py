@@ -232,10 +232,11 @@ class FASTerVLA(nn.Module):
         return self.config.action_dim, self.config.chunk_size
 
     def set_decoding(self, *, greedy: bool | None = None, top_k: int | None = None,
-                     temperature: float | None = None, block_size: int | None = None) -> None:
+                     temperature: float | None = None, block_size: int | None = None,
+                     decode_levels: int | None = None) -> None:
         """Change the inference settings (validated like the config)."""
         changes = dict(greedy=greedy, top_k=top_k, temperature=temperature,
-                       block_size=block_size)
+                       block_size=block_size, decode_levels=decode_levels)
         self.config = self.config.replace(**{k: v for k, v in changes.items() if v is not None})
         self.expert.cfg = self.config
 
@@ -282,7 +283,8 @@ class FASTerVLA(nn.Module):
             raise RuntimeError("FASTerVLA has no action tokenizer: pass one to from_pretrained")
         tok = self.action_tokenizer
         codes = tok.tokens_to_codes(tokens.cpu())
-        actions = tok.decode(codes).float()  # (B, H, D)
+        levels = self.config.decode_levels or None  # 0: every codebook
+        actions = tok.decode(codes, levels=levels).float()  # (B, H, D)
         if self.config.relative_to_state:
             if state is None:
                 raise ValueError("relative_to_state: the current state is needed to decode")

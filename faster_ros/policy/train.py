@@ -166,7 +166,7 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
                            tokenizer_ref=tokenizer_reference(args.tokenizer), **stats)
 
 
-def init_weights(model: FASTerVLA, source: str, held_eps: list) -> None:
+def init_weights(model: FASTerVLA, source: str, held_eps: list, load: bool = True) -> None:
     """Copy the weights of the saved policy ``source`` into ``model`` (every tensor, same
     shapes), after checking that it held out the same episodes (no leak into the evaluation)."""
     from faster_ros.paths import model_path
@@ -179,7 +179,8 @@ def init_weights(model: FASTerVLA, source: str, held_eps: list) -> None:
         raise ValueError(f"--init-from {source}: it held out {sorted(theirs)[:3]}..., this run "
                          f"holds out {sorted(ours)[:3]}...: its weights may have seen our "
                          f"held-out episodes")
-    model.load_state_dict(load_file(directory / WEIGHTS_FILE), strict=True)
+    if load:
+        model.load_state_dict(load_file(directory / WEIGHTS_FILE), strict=True)
     model.provenance["init_from"] = dict(path=str(directory), steps=prov.get("steps"),
                                          wall_time_s=prov.get("wall_time_s"))
 
@@ -216,8 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.run_dir or Path("runs") / Path(args.out).name)
     ckpt_path = run_dir / "checkpoint.pt"
     model = build_policy(args, tokenizer, train_eps)
-    if args.init_from and not (args.resume and ckpt_path.is_file()):
-        init_weights(model, args.init_from, held_eps)
+    if args.init_from:  # on resume the checkpoint has the weights: only the provenance
+        init_weights(model, args.init_from, held_eps,
+                     load=not (args.resume and ckpt_path.is_file()))
     cfg = model.config
     dataset = PolicyDataset(train_eps, tokenizer, model.processor, stride=args.stride,
                             cache_dir=args.cache_dir, instruction=args.instruction)
