@@ -328,3 +328,36 @@ def test_tokenizer_only_reports_end_effector_errors(tmp_path, capsys):
     assert (out / "tokenizer_end_effector.png").stat().st_size > 0
     assert "End effectors (m, rad)" in (out / "tokenizer_report.html").read_text()
     assert "end effectors, FASTerVQ: arm: translation" in io.out
+
+
+def test_tokenizer_evaluation_hook_reports_r1lite_ee_in_metres_and_radians():
+    """faster_ros.tokenizer.evaluate adds these figures for a tokenizer of an end-effector
+    embodiment (by its config's name): both R1 Lite arms, a known perturbation on the left."""
+    from faster_ros.control.pose_metrics import reconstruction_figures_for
+
+    emb = load_embodiment("r1lite_ee")
+    rng = np.random.default_rng(1)
+    truth = rng.normal(scale=0.01, size=(5, emb.tokenizer.chunk_size, emb.action_dim))
+    left = emb.end_effector("left_ee")
+    pred = truth.copy()
+    pred[..., left.position_indices[2]] += OFFSET_M  # 1 cm along z
+    r_true = Rotation.from_rotvec(truth[..., list(left.rotation_indices)].reshape(-1, 3))
+    turned = Rotation.from_rotvec([0.0, OFFSET_RAD, 0.0]) * r_true
+    pred[..., list(left.rotation_indices)] = turned.as_rotvec().reshape(5, -1, 3)
+    pred[..., emb.index("right_gripper")] += OFFSET_MM
+    out = reconstruction_figures_for("r1lite_ee", truth, {"FASTerVQ": pred})
+    assert out["units"] == {"translation": "m", "rotation": "rad", "left_ee/gripper": "mm",
+                            "right_ee/gripper": "mm"}
+    fig = out["reconstructions"]["FASTerVQ"]
+    assert fig["left_ee"]["translation"]["mean_m"] == pytest.approx(OFFSET_M, abs=1e-12)
+    assert fig["left_ee"]["rotation"]["mean_rad"] == pytest.approx(OFFSET_RAD, abs=1e-9)
+    assert fig["left_ee"]["rotation"]["vrr@0.01"] == 1.0
+    assert fig["left_ee"]["rotation"]["vrr@0.001"] == 0.0
+    assert fig["right_ee"]["translation"]["max_m"] < 1e-12
+    assert fig["right_ee"]["rotation"]["vrr@0.001"] == 1.0
+    assert fig["right_ee"]["gripper"]["mean_unit"] == pytest.approx(OFFSET_MM)
+    assert fig["left_ee"]["gripper"]["max_unit"] == 0.0
+    assert len(out["per_step"]["FASTerVQ"]["left_ee"]["translation"]) == emb.tokenizer.chunk_size
+    # a joint-space embodiment, or one that is not a config: per-element figures only
+    assert reconstruction_figures_for("single_arm", truth[..., :7], {"x": truth[..., :7]}) == {}
+    assert reconstruction_figures_for("no_such_robot", truth, {"x": pred}) == {}

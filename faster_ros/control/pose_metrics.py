@@ -20,6 +20,9 @@ No rclpy here.
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 import numpy as np
 
 from faster_ros import rotations as rot
@@ -145,3 +148,73 @@ def pose_errors(pred_cmd: np.ndarray, true_cmd: np.ndarray, slots, sigmas=SIGMAS
         flat.update(_summary(translation, f"{slot.name}/translation", "m", sigmas))
         flat.update(_summary(angle, f"{slot.name}/rotation", "rad", sigmas))
     return flat, steps
+
+
+def nested(flat: dict[str, float]) -> dict[str, Any]:
+    """``{"left_ee/translation/mean_m": v}`` -> ``{"left_ee": {"translation": {"mean_m": v}}}``;
+    the per-element ``joint/...`` figures are left out (the replay reports them per joint)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key.startswith("joint/"):
+            continue
+        *path, leaf = key.split("/")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def per_step(steps: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
+    """Mean error at each step of the chunk (over chunks), per end effector and part."""
+    out: dict[str, dict[str, list]] = {}
+    for ee, parts in steps.items():
+        out[ee] = {}
+        for part, err in parts.items():
+            e = np.where(np.isfinite(err), err, np.nan)
+            with warnings.catch_warnings():  # a step without any finite error: None
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(e, axis=0) if e.ndim == 2 else e
+            out[ee][part] = [None if not np.isfinite(v) else float(v) for v in mean]
+    return out
+
+
+def units(emb: Embodiment) -> dict[str, str]:
+    out = {"translation": "m", "rotation": "rad"}
+    for ee in emb.end_effectors:
+        if ee.gripper is not None:
+            out[f"{ee.name}/gripper"] = emb.dimensions[emb.index(ee.gripper)].unit
+    return out
+
+
+def reconstruction_figures(emb: Embodiment, truth: np.ndarray, recons: dict[str, np.ndarray]
+                           ) -> dict[str, Any]:
+    """End-effector figures of tokenizer reconstructions: per reconstruction (name -> (N, H, D)
+    array in ``emb``'s action space, like ``truth``) the :func:`end_effector_errors` nested by
+    end effector and part, and their mean per chunk step; {} without end effectors."""
+    if not emb.end_effectors:
+        return {}
+    truth = np.asarray(truth, dtype=np.float64)
+    out: dict[str, Any] = {"units": units(emb), "sigmas": list(SIGMAS), "reconstructions": {},
+                           "per_step": {}}
+    for key, recon in recons.items():
+        recon = np.asarray(recon, dtype=np.float64)
+        out["reconstructions"][key] = nested(end_effector_errors(recon, truth, emb))
+        out["per_step"][key] = per_step(end_effector_step_errors(recon, truth, emb))
+    return out
+
+
+def reconstruction_figures_for(embodiment: str, truth: np.ndarray,
+                               recons: dict[str, np.ndarray]) -> dict[str, Any]:
+    """:func:`reconstruction_figures` for the embodiment a tokenizer names (its config's
+    ``embodiment``): {} when it has no end effectors, is not a known config, or its action
+    space does not match ``truth`` (the tokenizer's evaluation then stays per element)."""
+    from faster_ros.embodiment import EmbodimentConfigError, load_embodiment
+
+    try:
+        emb = load_embodiment(embodiment)
+    except (FileNotFoundError, EmbodimentConfigError, TypeError):
+        return {}
+    if np.shape(truth)[-1] != emb.action_dim:
+        return {}
+    return reconstruction_figures(emb, truth, recons)

@@ -19,7 +19,6 @@ pose before the chunk (:meth:`CommandSpace.to_command`): the drift along the chu
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,10 @@ from faster_ros.control.pose_metrics import (
     SIGMAS,
     end_effector_errors,
     end_effector_step_errors,
+    nested,
+    per_step,
     pose_errors,
+    units,
 )
 from faster_ros.embodiment import Embodiment
 from faster_ros.replay.bag import ReplayInputs
@@ -81,43 +83,6 @@ def recorded_actions(inputs: ReplayInputs, space: CommandSpace, start: float, st
     dt = inputs.embodiment.control.dt
     rows = recorded_commands(inputs, space, start + dt * np.arange(-1, steps))
     return commands_to_actions(space, rows), rows
-
-
-def nested(flat: dict[str, float]) -> dict[str, Any]:
-    """``{"left_ee/translation/mean_m": v}`` -> ``{"left_ee": {"translation": {"mean_m": v}}}``;
-    the per-element ``joint/...`` figures are left out (the replay reports them per joint)."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        if key.startswith("joint/"):
-            continue
-        *path, leaf = key.split("/")
-        node = out
-        for part in path:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-def per_step(steps: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
-    """Mean error at each step of the chunk (over chunks), per end effector and part."""
-    out: dict[str, dict[str, list]] = {}
-    for ee, parts in steps.items():
-        out[ee] = {}
-        for part, err in parts.items():
-            e = np.where(np.isfinite(err), err, np.nan)
-            with warnings.catch_warnings():  # a step without any finite error: None
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean = np.nanmean(e, axis=0) if e.ndim == 2 else e
-            out[ee][part] = [None if not np.isfinite(v) else float(v) for v in mean]
-    return out
-
-
-def units(emb: Embodiment) -> dict[str, str]:
-    out = {"translation": "m", "rotation": "rad"}
-    for ee in emb.end_effectors:
-        if ee.gripper is not None:
-            out[f"{ee.name}/gripper"] = emb.dimensions[emb.index(ee.gripper)].unit
-    return out
 
 
 def replay_end_effector_figures(inputs: ReplayInputs, starts: np.ndarray, pred: np.ndarray,

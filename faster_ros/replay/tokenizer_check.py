@@ -170,21 +170,10 @@ def _end_effector_figures(inputs: ReplayInputs, chunks: np.ndarray,
     emb = inputs.embodiment
     if not emb.end_effectors or inputs.poses is None:
         return {}
-    from faster_ros.control.pose_metrics import (
-        SIGMAS,
-        end_effector_errors,
-        end_effector_step_errors,
-    )
-    from faster_ros.replay.end_effector import nested, per_step, units
+    from faster_ros.control.pose_metrics import reconstruction_figures
 
-    truth = np.asarray(chunks, dtype=np.float64)
-    out: dict[str, Any] = {"compared_with": inputs.poses.source, "units": units(emb),
-                           "sigmas": list(SIGMAS), "reconstructions": {}, "per_step": {}}
-    for key, recon in recons.items():
-        recon = np.asarray(recon, dtype=np.float64)
-        out["reconstructions"][key] = nested(end_effector_errors(recon, truth, emb))
-        out["per_step"][key] = per_step(end_effector_step_errors(recon, truth, emb))
-    return out
+    return {"compared_with": inputs.poses.source,
+            **reconstruction_figures(emb, chunks, recons)}
 
 
 def _plot_end_effector(path: Path, figures: dict[str, Any], title: str) -> None:

@@ -193,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
                 report["fast"][name + " (not fitted)"] = {"error": str(exc)}
     report["fast"] = {k: v for k, v in report["fast"].items() if "error" not in v} | {
         k: v for k, v in report["fast"].items() if "error" in v}
+    from faster_ros.control.pose_metrics import reconstruction_figures_for
+
+    # end effectors: translation (m), geodesic rotation (rad), VRR in those units (issue 9)
+    end_effector = reconstruction_figures_for(cfg.embodiment, gt,
+                                              {"FASTerVQ": recon_vq, **recon_fast})
+    if end_effector:
+        report["end_effector"] = end_effector
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -210,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     report["table"] = table
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(table)
+    for name, per_ee in report.get("end_effector", {}).get("reconstructions", {}).items():
+        for ee, v in per_ee.items():
+            print(f"{name} {ee}: translation {v['translation'].get('mean_m', float('nan')):.4g}"
+                  f" m (VRR@1e-2 {v['translation'].get('vrr@0.01', float('nan')):.3f}), "
+                  f"rotation {v['rotation'].get('mean_rad', float('nan')):.4g} rad (VRR@1e-2 "
+                  f"{v['rotation'].get('vrr@0.01', float('nan')):.3f})")
     print(f"wrote {out / 'report.json'} and {out / 'recon.png'}")
     return 0
 
