@@ -17,6 +17,7 @@ One stack is shared by the cases of each embodiment (xdist_group keeps them on o
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import signal
@@ -253,7 +254,7 @@ def assert_safe(emb, rec) -> None:
     lower, upper, tol = emb.lower, emb.upper, 1e-9
     for group in emb.outputs:
         idx = list(group.indices)
-        for _, msg in rec.commands.get(group.name, []):
+        for _, msg in list(rec.commands.get(group.name, [])):
             points = ([np.asarray(p.positions) for p in msg.points]
                       if group.kind == "joint_trajectory" else [conv.command_values(group, msg)])
             for values in points:
@@ -439,7 +440,10 @@ class TestArmFaults:
         missing = [s for rt, s in seen[:-2] if s not in reported and s >= min(reported)
                    and (rt, s) not in down]
         assert not missing, f"chunks without a verdict: {missing}"
-        check_commands(stack.emb, stack.rec)
+        with stack.monitor.lock:  # a snapshot: the stack still runs
+            snapshot = dataclasses.replace(
+                stack.rec, commands={k: list(v) for k, v in stack.rec.commands.items()})
+        check_commands(stack.emb, snapshot)
 
 
 # ------------------------------------------------------------------------ clock jumps (sim time)
@@ -489,7 +493,7 @@ def assert_continuous(emb, rec) -> None:
     commands: the gap of their stamps (sim time), or across a clock jump (stamps not increasing
     or far apart) the gap of their receive times on this process's clock."""
     for group in emb.outputs:
-        msgs = rec.commands.get(group.name, [])
+        msgs = list(rec.commands.get(group.name, []))  # a snapshot: the stack still runs
         assert msgs, f"no command to {group.topic}"
         idx = list(group.indices)
         values = np.stack([conv.command_values(group, m) for _, m in msgs])
