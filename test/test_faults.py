@@ -451,11 +451,16 @@ class TestArmFaults:
 
 def test_sim_clock_jumps_forward_and_backward():
     """use_sim_time everywhere and a /clock from this test; r1lite_wbc (streamed arms, torso,
-    grippers and a twist base). A jump holds at the last command (no jump of the command), the
-    executor says why, and the stack resumes on the new time base."""
+    grippers and a twist base). The cameras drop first (the hold of every streamed group and a
+    zero twist, on sim time); then the clock jumps. A jump holds at the last command (no jump
+    of the command), the executor says why, and the stack resumes on the new time base."""
     stack = Stack("r1lite_wbc", sim_time=True).start()
     try:
         stack.wait_running(since=0.0, timeout=60.0)
+        # the hold of streamed arms, torso, grippers and the base twist (zero), on sim time
+        cams = [c.topic for c in stack.emb.cameras]
+        run_fault(stack, "r1lite cameras drop", lambda: stack.cut(*cams), stack.restore,
+                  "stale: last frame")
         for case, jump in (("clock forward", 10.0), ("clock backward", -20.0)):
             stack.wait_running()
             t_jump = time.time()
