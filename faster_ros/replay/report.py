@@ -28,7 +28,10 @@ def _plot(path: Path, emb: Embodiment, inputs: ReplayInputs, run: ReplayRun,
     # pose outputs are plotted as errors in m / rad below (their components mean little alone)
     dims = [g.indices[0] for g in emb.outputs if g.end_effector is None][:max_dims]
     ee = figures.get("end_effector") or {}
-    rows = len(dims) + 2 + (1 if ee else 0)
+    ee_panels = [(key, label) for key, label in
+                 (("actions_per_step", "action (per step)"),
+                  ("pose_per_step", "commanded pose (deltas accumulated)")) if ee.get(key)]
+    rows = len(dims) + 2 + len(ee_panels)
     fig, axes = plt.subplots(rows, 1, figsize=(10, 2.1 * rows))
     t0 = inputs.start
     dt = emb.control.dt
@@ -44,14 +47,13 @@ def _plot(path: Path, emb: Embodiment, inputs: ReplayInputs, run: ReplayRun,
         ax.legend(loc="upper right", fontsize=7)
     if dims:
         axes[len(dims) - 1].set_xlabel("bag time [s]")
-    if ee:
+    for k, (key, label) in enumerate(ee_panels):
         from faster_ros.replay.end_effector import plot_per_step
 
-        ax = axes[-3]
-        plot_per_step(ax, ee.get("actions_per_step", {}), "action")
-        if ee.get("pose_per_step"):
-            plot_per_step(ax, ee["pose_per_step"], "pose")
-        ax.set_title(f"end-effector error by step vs {ee.get('compared_with', '')}", fontsize=8)
+        ax = axes[len(dims) + k]
+        plot_per_step(ax, ee[key])
+        ax.set_title(f"end-effector error by step, {label}, vs {ee.get('compared_with', '')}",
+                     fontsize=8)
     ax = axes[-2]
     for name, fig_key in (("policy", "error"), ("hold state", "hold_state"),
                           ("hold last command", "hold_last_command")):
