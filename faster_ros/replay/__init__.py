@@ -6,6 +6,7 @@ faster_ros.ros.recorder).
     metrics      predicted chunks vs the recording: errors, VRR, seams, latency, invalid tokens
     report       report.json / report.png / report.html
     tokenizer_check  --tokenizer-only: FASTerVQ vs FAST on the bag's recorded actions
+    end_effector end-effector errors in m / rad (VRR in those units) for pose action groups
     bagwriter    rosbag2 writing with faster_msgs registered in the rosbags typestore
     command      the ``faster-ros replay`` / ``faster-ros record`` command lines
 """
