@@ -7,6 +7,8 @@
     faster-ros check-config config/*.yaml   validate embodiment configs
     faster-ros tokenizer train|eval ...     FASTerVQ training / evaluation
     faster-ros policy train|eval ...        FASTerVLA training / offline evaluation
+    faster-ros sim-demos --out DIR          scripted ALOHA transfer-cube demos (LeRobot + bags)
+    faster-ros sim-eval --model M           closed-loop success in the ALOHA sim, stack in loop
     faster-ros replay BAG --embodiment X    policy (or --tokenizer-only) vs a rosbag2; --publish
     faster-ros record OUT --embodiment X    record the stack's inputs, outputs and modes
 
@@ -26,6 +28,8 @@ DELEGATED = {
     "tokenizer": {"train": "faster_ros.tokenizer.train", "eval": "faster_ros.tokenizer.evaluate"},
     "policy": {"train": "faster_ros.policy.train", "eval": "faster_ros.policy.evaluate"},
 }
+# Commands implemented entirely by another module's ``main(argv)``.
+STANDALONE = {"sim-eval": "faster_ros.ros.sim_eval", "sim-demos": "faster_ros.sim.record"}
 
 
 def _demo(args) -> int:
@@ -149,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay_command.add_record_arguments(p)
     p.set_defaults(func=replay_command.run_record)
 
+    for name, module in STANDALONE.items():
+        sub.add_parser(name, help=f"see faster-ros {name} --help ({module})", add_help=False)
     for name, verbs in DELEGATED.items():
         p = sub.add_parser(name, help=f"{name} commands: {', '.join(verbs)}")
         p.add_argument("verb", choices=sorted(verbs))
@@ -158,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in STANDALONE:
+        module = importlib.import_module(STANDALONE[argv[0]])
+        return int(module.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     if args.func is None:
         module = importlib.import_module(args.verbs[args.verb])

@@ -10,8 +10,9 @@ so a slow or shared CPU slows the world down instead of breaking the stack's tim
 An episode's steps start counting at the first command (the clock runs before that, with the
 world frozen, so the policy can start up). After ``episode_steps`` steps the strict and built-in
 success checks go out as JSON on ``~/episode_result`` (and to ``results_path`` as JSON lines);
-then the next seeded episode starts, or, after ``episodes`` episodes (0: never), the world stays
-frozen at its last state.
+then the next seeded episode starts (commands stamped before the reset + RESET_PAUSE_S, meant
+for the previous episode, are ignored), or, after ``episodes`` episodes (0: never), the world
+stays frozen at its last state.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import declare, run
 from faster_ros.ros.qos import COMMAND_QOS, SENSOR_PUB_QOS, STATUS_QOS
 from faster_ros.sim.aloha import DT, EPISODE_STEPS, JOINT_NAMES, AlohaSim
+
+RESET_PAUSE_S = 0.5  # after a reset, commands stamped within this much sim time are ignored
 
 
 class SimRobotNode(Node):
@@ -89,6 +92,7 @@ class SimRobotNode(Node):
         self._commands_received = 0
         self._episode = 0
         self._started = False  # the first command of the episode has arrived
+        self._accept_after = 0.0  # commands stamped earlier belong to the previous episode
         self._clock = 0.0
         self._frames: list[np.ndarray] = []
         self.results: list[dict] = []
@@ -134,12 +138,16 @@ class SimRobotNode(Node):
         self._target[self._to_sim] = q
         self._trajectories.clear()
         self._started = False
+        self._accept_after = self._clock + RESET_PAUSE_S
 
     def _command_cb(self, group):
         emb = self._emb
         lo, hi = emb.lower[list(group.indices)], emb.upper[list(group.indices)]
 
         def callback(msg) -> None:
+            stamp = getattr(getattr(msg, "header", None), "stamp", None)
+            if stamp is not None and conv.to_sec(stamp) < self._accept_after:
+                return  # computed for the previous episode
             try:
                 if group.kind == "joint_trajectory":
                     if not msg.points:

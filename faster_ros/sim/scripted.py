@@ -128,34 +128,50 @@ class ArmIK:
         # "rolled by pi" branch, which the weak forearm-roll actuator cannot follow
         self.centering = np.diag([0.0, 0.0, 0.0, centering, 0.0, centering])
 
-    def pose(self, q: np.ndarray) -> tuple[np.ndarray, Rotation]:
+    def pose(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tool point position (3,) and gripper link rotation matrix (3, 3) at joint angles q."""
         self.data.qpos[self.qadr] = q
         self._mj.mj_kinematics(self.model, self.data)
         self._mj.mj_comPos(self.model, self.data)
-        mat = self.data.xmat[self.body].reshape(3, 3)
-        return self.data.xpos[self.body] + mat[:, 0] * TOOL_OFFSET, Rotation.from_matrix(mat)
+        mat = self.data.xmat[self.body].reshape(3, 3).copy()
+        return self.data.xpos[self.body] + mat[:, 0] * TOOL_OFFSET, mat
 
-    def solve(self, q0: np.ndarray, xyz: np.ndarray, rot: Rotation) -> tuple[np.ndarray, float]:
-        """Joint angles reaching (xyz, rot) from ``q0``; returns them and the position error."""
+    def solve(self, q0: np.ndarray, xyz: np.ndarray, rot: np.ndarray) -> tuple[np.ndarray, float]:
+        """Joint angles reaching (xyz, rotation matrix ``rot``) from ``q0``; returns them and the
+        position error."""
         q = np.array(q0, dtype=np.float64)
         jacp = np.zeros((3, self.model.nv))
         jacr = np.zeros((3, self.model.nv))
+        reg = self.damping**2 * np.eye(6) + self.centering.T @ self.centering
         err_p = np.inf
         for _ in range(self.iterations):
             p, r = self.pose(q)
             e_p = xyz - p
-            e_r = (rot * r.inv()).as_rotvec()
+            e_r = rotation_error(rot @ r.T)
             err_p = float(np.linalg.norm(e_p))
             if err_p < 1e-4 and np.linalg.norm(e_r) < 1e-3:
                 break
             self._mj.mj_jac(self.model, self.data, jacp, jacr, p, self.body)
             jac = np.vstack([jacp[:, self.qadr], 0.5 * jacr[:, self.qadr]])
             err = np.concatenate([e_p, 0.5 * e_r])
-            a = np.vstack([jac, self.damping * np.eye(6), self.centering])
-            b = np.concatenate([err, np.zeros(6), -self.centering @ q])
-            dq = np.linalg.lstsq(a, b, rcond=None)[0]
+            # damped least squares with the centering rows: (J'J + l^2 I + C'C) dq = J'e - C'C q
+            dq = np.linalg.solve(
+                jac.T @ jac + reg, jac.T @ err - self.centering.T @ (self.centering @ q)
+            )
             q = np.clip(q + dq, self.lower, self.upper)
+            if np.abs(dq).max() < 1e-6:
+                break
         return q, err_p
+
+
+def rotation_error(r_err: np.ndarray) -> np.ndarray:
+    """Rotation vector (world frame) of the rotation matrix ``r_err`` (log map)."""
+    v = np.array([r_err[2, 1] - r_err[1, 2], r_err[0, 2] - r_err[2, 0], r_err[1, 0] - r_err[0, 1]])
+    cos = np.clip((np.trace(r_err) - 1.0) / 2.0, -1.0, 1.0)
+    angle = float(np.arccos(cos))
+    if angle < 1e-6:
+        return 0.5 * v
+    return v * (angle / (2.0 * np.sin(angle))) if angle < np.pi - 1e-6 else v * 0.5 * np.pi
 
 
 class TransferCubeExpert:
@@ -168,7 +184,10 @@ class TransferCubeExpert:
         self.sim, self.steps, self.reaim = sim, steps, reaim
         start = sim.qpos()
         self.iks = {side: ArmIK(sim, side) for side in ("left", "right")}
-        home = {side: ik.pose(start[list(ARM_INDICES[side])]) for side, ik in self.iks.items()}
+        home = {}
+        for side, ik in self.iks.items():
+            p, mat = ik.pose(start[list(ARM_INDICES[side])])
+            home[side] = (p, Rotation.from_matrix(mat))
         self.plan = transfer_cube_waypoints(sim.box_position(), home)
         self.actions = np.zeros((steps, 14))
         for side in ("left", "right"):
@@ -176,10 +195,11 @@ class TransferCubeExpert:
 
     def _solve(self, side: str, waypoints: list[Waypoint], first: int, q0: np.ndarray) -> None:
         xyz, rots, grip = interpolate(waypoints, self.steps)
+        mats = rots.as_matrix()
         q = np.array(q0, dtype=np.float64)
         idx = list(ARM_INDICES[side])
         for k in range(first, self.steps):
-            q, _ = self.iks[side].solve(q, xyz[k], rots[k])
+            q, _ = self.iks[side].solve(q, xyz[k], mats[k])
             self.actions[k, idx] = q
         self.actions[first:, GRIPPER_INDEX[side]] = grip[first:]
 

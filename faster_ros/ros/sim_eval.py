@@ -1,0 +1,210 @@
+"""Closed-loop task success in the ALOHA sim, with the whole stack in the loop.
+
+    faster-ros sim-eval --model models/aloha_sim_vla --episodes 50 --out out/sim_eval/faster
+    faster-ros sim-eval --table out/sim_eval/*/results.json
+
+Starts the aloha_sim graph as child processes (sim robot -> policy node -> executor -> sim), the
+sim running ``episodes`` seeded episodes back to back (seeds ``seed`` .. ``seed + N - 1``, the same
+for every model), and listens to the policy's chunks for the inference latency. Writes
+``OUT/results.json``: the strict success rate with its 95% Wilson interval, the built-in
+(lenient) success rate beside it, latency, wall time and every episode's result; and
+``OUT/episode0.mp4``: the top camera during the first episode. ``--table`` prints the results of
+several runs side by side (markdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarize(results: list[dict], latencies_ms: list[float], label: str, wall_s: float) -> dict:
+    n = len(results)
+    strict = sum(bool(r["strict_success"]) for r in results)
+    builtin = sum(bool(r["builtin_success"]) for r in results)
+    lo, hi = wilson_interval(strict, n)
+    lat = np.asarray(latencies_ms, dtype=np.float64)
+    return {
+        "label": label,
+        "episodes": n,
+        "seeds": [r["seed"] for r in results],
+        "strict_success_rate": strict / n if n else 0.0,
+        "strict_success_ci95": [round(lo, 4), round(hi, 4)],
+        "strict_successes": strict,
+        "builtin_success_rate": builtin / n if n else 0.0,
+        "builtin_successes": builtin,
+        "latency_ms": {
+            "chunks": int(lat.size),
+            "mean": round(float(lat.mean()), 2) if lat.size else None,
+            "p50": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
+            "p95": round(float(np.percentile(lat, 95)), 2) if lat.size else None,
+        },
+        "sim_steps_per_s": round(float(np.mean([r["steps_per_s"] for r in results])), 1)
+        if results
+        else None,
+        "wall_s": round(wall_s, 1),
+        "results": results,
+    }
+
+
+def evaluate(
+    model: str,
+    out: Path,
+    episodes: int = 50,
+    seed: int = 0,
+    episode_steps: int = 400,
+    deterministic: bool = True,
+    timeout_s: float | None = None,
+    label: str | None = None,
+) -> dict:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from faster_ros.embodiment import load_embodiment
+    from faster_ros.graph import build_graph
+    from faster_ros.ros.bringup import ProcessGraph
+    from faster_ros.ros.monitor import MonitorNode
+
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "episodes.jsonl"
+    results_path.unlink(missing_ok=True)
+    frames_path = out / "episode0_frames.npz"
+    emb = load_embodiment("aloha_sim")
+    graph = build_graph(
+        emb,
+        sim=True,
+        model=model,
+        deterministic=deterministic,
+        overrides={
+            "sim_robot": {
+                "episodes": episodes,
+                "seed": seed,
+                "episode_steps": episode_steps,
+                "results_path": str(results_path),
+                "record_frames": str(frames_path),
+            }
+        },
+    )
+    timeout_s = timeout_s or 120.0 + episodes * episode_steps * 0.02 * 20
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    monitor = MonitorNode(emb, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(monitor)
+    pg = ProcessGraph(graph, log_dir=out / "logs")
+    t0 = time.monotonic()
+    done = 0
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=episodes, desc=f"sim-eval {label or model}", unit="ep")
+        pg.start()
+        while time.monotonic() - t0 < timeout_s:
+            executor.spin_once(timeout_sec=0.1)
+            n = len(results_path.read_text().splitlines()) if results_path.exists() else 0
+            if n > done:
+                bar.update(n - done)
+                done = n
+            if done >= episodes:
+                break
+            dead = [k for k, ok in pg.alive().items() if not ok]
+            if dead:
+                raise RuntimeError(f"node(s) {dead} exited; logs in {out / 'logs'}")
+        bar.close()
+    finally:
+        pg.stop()
+        executor.shutdown()
+        monitor.destroy_node()
+        rclpy.shutdown(context=context)
+    wall = time.monotonic() - t0
+    results = (
+        [json.loads(line) for line in results_path.read_text().splitlines()]
+        if (results_path.exists())
+        else []
+    )
+    latencies = [m.t_total_ms for _, m in monitor.rec.chunks if m.t_total_ms > 0]
+    summary = summarize(results, latencies, label or model, wall)
+    summary["model"] = model
+    summary["complete"] = len(results) >= episodes
+    if frames_path.exists():
+        from faster_ros.sim.record import write_video
+
+        frames = np.load(frames_path)["frames"]
+        cam = emb.cameras[0]
+        write_video(out / "episode0.mp4", frames, fps=int(round(cam.rate_hz)))
+        frames_path.unlink()
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def table(paths: list[str]) -> str:
+    rows = [json.loads(Path(p).read_text()) for p in paths]
+    lines = [
+        "| policy | episodes | strict success (95% CI) | built-in flag | latency p50 / p95 (ms) "
+        "| wall (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lo, hi = r["strict_success_ci95"]
+        lat = r["latency_ms"]
+        lines.append(
+            f"| {r['label']} | {r['episodes']} | {r['strict_success_rate']:.0%} "
+            f"[{lo:.0%}, {hi:.0%}] | {r['builtin_success_rate']:.0%} | {lat['p50']} / "
+            f"{lat['p95']} | {r['wall_s']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="faster-ros sim-eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", help="policy model dir, shipped name or builtin:NAME")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    p.add_argument("--episode-steps", type=int, default=400)
+    p.add_argument("--sample", action="store_true", help="sample tokens (default: greedy)")
+    p.add_argument("--label", default=None, help="name in the table (default: the model)")
+    p.add_argument("--out", default="out/sim_eval", help="output folder")
+    p.add_argument("--timeout", type=float, default=None, help="seconds (default: generous)")
+    p.add_argument("--table", nargs="+", metavar="RESULTS_JSON", help="print a comparison")
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
+    if not args.model:
+        p.error("--model is required (or --table)")
+    s = evaluate(
+        args.model,
+        Path(args.out),
+        args.episodes,
+        args.seed,
+        args.episode_steps,
+        deterministic=not args.sample,
+        timeout_s=args.timeout,
+        label=args.label,
+    )
+    print(table([str(Path(args.out) / "results.json")]))
+    return 0 if s["complete"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
