@@ -77,8 +77,8 @@ def test_demo_writers_round_trip(sim, tmp_path):
     states, actions = np.array(states, np.float32), np.array(actions, np.float32)
     frames = np.stack(frames)
     writer = LeRobotWriter(tmp_path / "lerobot", (48, 64))
-    writer.add(states, actions, frames)
-    write_bag(tmp_path / "bag", states, actions, frames)
+    writer.add(states, actions, frames, frame_every=1)
+    write_bag(tmp_path / "bag", states, actions, frames, frame_every=1)
 
     (ep,) = read_lerobot(tmp_path / "lerobot")
     assert ep.action_names == JOINT_NAMES and ep.fps == 50

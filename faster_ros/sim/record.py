@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,17 @@ from faster_ros.sim.scripted import TransferCubeExpert
 
 FPS = int(round(1 / DT))
 CAMERA_KEY = "observation.images.top"
+FRAME_EVERY = 2  # the camera runs at 25 Hz (config/aloha_sim.yaml): a frame every second step
 TASK = "Transfer the red cube from the right gripper to the left gripper."
 
 
-def run_episode(sim: AlohaSim, seed: int, steps: int = EPISODE_STEPS, render: bool = True):
+def run_episode(
+    sim: AlohaSim,
+    seed: int,
+    steps: int = EPISODE_STEPS,
+    render: bool = True,
+    frame_every: int = FRAME_EVERY,
+):
     """One scripted episode: (states (T, 14), actions (T, 14), frames (T, H, W, 3) or None,
     outcome)."""
     sim.reset(seed=seed)
@@ -39,7 +47,7 @@ def run_episode(sim: AlohaSim, seed: int, steps: int = EPISODE_STEPS, render: bo
     states, actions, frames = [], [], []
     for k in range(steps):
         states.append(sim.qpos())
-        if render:
+        if render and k % frame_every == 0:  # frames of steps 0, frame_every, ...
             frames.append(sim.render())
         a = expert.act(k)
         actions.append(a)
@@ -55,13 +63,13 @@ def run_episode(sim: AlohaSim, seed: int, steps: int = EPISODE_STEPS, render: bo
 # -------------------------------------------------------------------------------------- LeRobot
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int = FPS) -> None:
+def write_video(path: Path, frames: np.ndarray, fps: float = FPS) -> None:
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames.shape[1:3]
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": "20", "preset": "veryfast", "g": "10"}
         for frame in frames:
@@ -80,9 +88,17 @@ class LeRobotWriter:
         self.task = task
         self.episodes: list[dict] = []
         self.frames_total = 0
+        self.video_fps = FPS / FRAME_EVERY
         (root / "meta").mkdir(parents=True, exist_ok=True)
 
-    def add(self, states: np.ndarray, actions: np.ndarray, frames: np.ndarray) -> int:
+    def add(
+        self,
+        states: np.ndarray,
+        actions: np.ndarray,
+        frames: np.ndarray,
+        frame_every: int = FRAME_EVERY,
+    ) -> int:
+        """One episode; ``frames`` are those of steps 0, frame_every, 2 * frame_every, ..."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -107,7 +123,9 @@ class LeRobotWriter:
             }
         )
         pq.write_table(table, path)
-        write_video(self.root / f"videos/chunk-000/{CAMERA_KEY}/episode_{idx:06d}.mp4", frames)
+        self.video_fps = FPS / frame_every
+        video = self.root / f"videos/chunk-000/{CAMERA_KEY}/episode_{idx:06d}.mp4"
+        write_video(video, frames, fps=self.video_fps)
         self.episodes.append({"episode_index": idx, "tasks": [self.task], "length": n})
         self.frames_total += n
         self.finish()  # metadata stays valid after every episode
@@ -137,7 +155,11 @@ class LeRobotWriter:
                     "dtype": "video",
                     "shape": [h, w, 3],
                     "names": ["height", "width", "channels"],
-                    "info": {"video.fps": FPS, "video.codec": "h264", "video.pix_fmt": "yuv420p"},
+                    "info": {
+                        "video.fps": self.video_fps,
+                        "video.codec": "h264",
+                        "video.pix_fmt": "yuv420p",
+                    },
                 },
                 "timestamp": {"dtype": "float32", "shape": [1], "names": None},
                 "frame_index": {"dtype": "int64", "shape": [1], "names": None},
@@ -156,9 +178,15 @@ class LeRobotWriter:
 
 
 def write_bag(
-    path: Path, states: np.ndarray, actions: np.ndarray, frames: np.ndarray, emb=None
+    path: Path,
+    states: np.ndarray,
+    actions: np.ndarray,
+    frames: np.ndarray,
+    frame_every: int = FRAME_EVERY,
+    emb=None,
 ) -> None:
-    """One episode as a rosbag2 (mcap) on the embodiment's topics (sim time from 0)."""
+    """One episode as a rosbag2 (mcap) on the embodiment's topics (sim time from 0); ``frames``
+    as in :meth:`LeRobotWriter.add`, recorded at the camera rate of the config."""
     import cv2
 
     from faster_ros.embodiment import load_embodiment
@@ -172,6 +200,8 @@ def write_bag(
     image_topic = camera.topic + "/compressed"
     command_topic = emb.replay.get("action_topic", "/aloha/joint_command")
     every = max(1, round(1.0 / (camera.rate_hz * DT)))
+    if every % frame_every:
+        raise ValueError(f"camera every {every} steps, frames every {frame_every}: not aligned")
 
     def header(t_ns: int, frame_id: str = ""):
         stamp = T["builtin_interfaces/msg/Time"](sec=t_ns // 10**9, nanosec=t_ns % 10**9)
@@ -196,7 +226,7 @@ def write_bag(
             bag.write(joint_topic, t_ns, store.serialize_cdr(joints(t_ns, states[k]), joint_type))
             if k % every == 0:
                 ok, buf = cv2.imencode(
-                    ".jpg", frames[k][:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]
+                    ".jpg", frames[k // frame_every][:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]
                 )
                 msg = T[image_type](
                     header=header(t_ns, camera.name),
@@ -218,6 +248,7 @@ def generate(
     seed_start: int = 1000,
     max_attempts: int | None = None,
     image_hw: tuple[int, int] = (240, 320),
+    frame_every: int = FRAME_EVERY,
     bags: bool = True,
     progress: bool = True,
 ) -> dict:
@@ -234,15 +265,17 @@ def generate(
     seed = seed_start
     while len(kept) < episodes and attempts < max_attempts:
         ts = time.monotonic()
-        states, actions, frames, outcome = run_episode(sim, seed)
+        states, actions, frames, outcome = run_episode(sim, seed, frame_every=frame_every)
         sim_s += time.monotonic() - ts
         attempts += 1
         strict += outcome.strict
         builtin += outcome.builtin
         if outcome.strict:
-            idx = lerobot.add(states, actions, frames)
+            idx = lerobot.add(states, actions, frames, frame_every)
             if bags:
-                write_bag(out / "bags" / f"episode_{idx:06d}", states, actions, frames)
+                write_bag(
+                    out / "bags" / f"episode_{idx:06d}", states, actions, frames, frame_every
+                )
             kept.append({"episode_index": idx, "seed": seed, "builtin": outcome.builtin})
             bar.update(1)
         else:
@@ -265,6 +298,7 @@ def generate(
         "wall_s": round(wall, 1),
         "sim_steps_per_s_with_rendering": round(attempts * EPISODE_STEPS / max(1e-9, sim_s), 1),
         "image_hw": list(image_hw),
+        "frame_every": frame_every,
         "kept": kept,
         "failed": failed,
     }
@@ -284,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-attempts", type=int, default=None, help="default 3 x episodes")
     p.add_argument("--image-size", type=int, nargs=2, default=[240, 320], metavar=("H", "W"))
     p.add_argument("--no-bags", action="store_true", help="LeRobot dataset only")
+    p.add_argument(
+        "--frame-every",
+        type=int,
+        default=FRAME_EVERY,
+        help="render every Nth step (2: 25 fps video, the camera rate of the config)",
+    )
     args = p.parse_args(argv)
     s = generate(
         Path(args.out),
@@ -292,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_attempts,
         tuple(args.image_size),
         bags=not args.no_bags,
+        frame_every=args.frame_every,
     )
     print(json.dumps({k: v for k, v in s.items() if k not in ("kept", "failed")}, indent=2))
     return 0 if s["episodes_kept"] >= args.episodes else 1
