@@ -217,3 +217,41 @@ def test_state_history_policy_trains_saves_and_needs_the_history(tmp_path, toy_s
     with pytest.raises(ValueError, match="held out"):
         train_mod.main([*common, "--out", str(tmp_path / "m2"), "--run-dir",
                         str(tmp_path / "r2"), "--steps", "1", "--init-from", str(base)])
+
+
+def test_motion_prior_is_fitted_first_and_is_the_anchor_of_the_codes(tmp_path, toy_setup):
+    """--prior-hidden: an MLP of the state and its motion is fitted (L1) before the policy and
+    frozen; the codes encode a - (s_t + prior), decoding adds s_t + prior back."""
+    toy_setup.config.provenance["relative_to_state"] = True
+    out = tmp_path / "model"
+    assert train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(out),
+                           "--run-dir", str(tmp_path / "run"), "--preset", "debug", "--steps",
+                           "2", "--batch-size", "4", "--cache-dir", str(tmp_path / "cache"),
+                           "--state-history", "0.2", "--prior-hidden", "16", "--prior-steps",
+                           "30"]) == 0
+    model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
+    prov = json.loads((out / "policy.json").read_text())["provenance"]
+    assert model.config.prior_hidden == 16 and prov["prior_steps"] == 30
+    assert prov["prior_train_l1"] > 0
+    assert (model.prior.std != 1).any()  # standardised with the training windows' statistics
+    from faster_ros.policy.data import PolicyDataset
+
+    eps = synthetic_episodes()
+    data = PolicyDataset(eps[:1], toy_setup, model.processor, anchor=model.anchor)
+    state, history = np.array(data.state(3)[None]), data.history(3)[None]
+    with torch.no_grad():
+        expected = state[:, None] + model.prior(torch.as_tensor(state, dtype=torch.float32),
+                                                torch.as_tensor(history, dtype=torch.float32)
+                                                ).numpy()
+    np.testing.assert_allclose(model.anchor(state, history), expected, rtol=1e-5, atol=1e-6)
+    tokens = data.tokens[3:4]
+    _, actions = model.tokens_to_actions(tokens, state, history)
+    codes = toy_setup.decode(toy_setup.tokens_to_codes(tokens)).numpy()
+    np.testing.assert_allclose(actions, np.clip(codes + expected, model.action_low.numpy(),
+                                                model.action_high.numpy()), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="state history"):
+        model.anchor(state)
+    metrics = evaluate(model, eps[3:], stride=4)
+    assert np.isfinite(metrics["motion_prior"]["mae"]) and np.isfinite(metrics["policy"]["mae"])
+    with pytest.raises(ValueError, match="prior_hidden needs"):
+        FASTerVLAConfig.preset("debug", prior_hidden=8)

@@ -124,6 +124,11 @@ class FASTerVLAConfig:
     # motion. Joint-position robots lag their commands (the G1 arms by ~5 steps at 30 Hz, the
     # hands by ~10), so the recent motion tells where the commanded targets already are.
     state_history_s: tuple[float, ...] = ()
+    # Motion prior (0: none): an MLP of this width maps the state and its recent motion to the
+    # expected chunk a_{t+k} - s_t (L1 fit on the training windows before the policy), and the
+    # action codes then encode the rest: actions = s_t + prior + decode(codes). Needs
+    # relative_to_state and state_history_s. A better anchor than s_t for lagging joints.
+    prior_hidden: int = 0
     # Actions tokenised relative to the current state (a_{t+k} - s_t, openpi's DeltaActions for
     # joint positions); needs state and actions in the same coordinates (state_dim = action_dim)
     relative_to_state: bool = False
@@ -174,7 +179,8 @@ class FASTerVLAConfig:
                      "code_dims", "block_size", "inference_spacing", "top_k", "warmup_steps",
                      "steps", "batch_size"):
             _positive_int(name, getattr(self, name))
-        for name in ("text_vocab_size", "spacing_jitter", "seed", "decode_levels"):
+        for name in ("text_vocab_size", "spacing_jitter", "seed", "decode_levels",
+                     "prior_hidden"):
             _nonneg_int(name, getattr(self, name))
         if self.decode_levels > self.codebooks:
             raise ValueError(f"FASTerVLAConfig.decode_levels {self.decode_levels} exceeds the "
@@ -201,6 +207,9 @@ class FASTerVLAConfig:
         if self.block_size > self.tokens_per_chunk:
             raise ValueError(f"FASTerVLAConfig.block_size {self.block_size} exceeds the "
                              f"{self.tokens_per_chunk} tokens of one chunk")
+        if self.prior_hidden and not (self.relative_to_state and self.state_history_s):
+            raise ValueError("FASTerVLAConfig.prior_hidden needs relative_to_state and "
+                             "state_history_s")
         lags = self.state_history_s
         if not all(math.isfinite(x) and x > 0 for x in lags) or list(lags) != sorted(set(lags)):
             raise ValueError(f"FASTerVLAConfig.state_history_s must be increasing positive "

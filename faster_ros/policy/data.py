@@ -15,7 +15,7 @@ size and kept as uint8 arrays, optionally cached as ``.npy`` files (e.g. under `
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,8 @@ class PolicyDataset:
     def __init__(self, episodes: Sequence[Episode], action_tokenizer: Any,
                  processor: PromptProcessor, *, stride: int = 1,
                  cache_dir: str | Path | None = None, instruction: str | None = None,
-                 encode_batch: int = 512):
+                 encode_batch: int = 512,
+                 anchor: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None):
         cfg = processor.cfg
         cameras = cfg.cameras or tuple(sorted(episodes[0].frames))[: cfg.num_cameras]
         self.episodes = usable_episodes(episodes, cameras, cfg.chunk_size)
@@ -113,7 +114,12 @@ class PolicyDataset:
         actions = self.actions  # what the tokenizer encodes
         if cfg.relative_to_state:
             states = np.stack([self.episodes[e].state[t] for e, t in self.index])  # (M, S)
-            actions = actions - states[:, None, :].astype(np.float32)
+            if anchor is None:
+                actions = actions - states[:, None, :].astype(np.float32)
+            else:  # e.g. FASTerVLA.anchor: state plus motion prior
+                history = (np.stack([self.history(i) for i in range(len(self.index))])
+                           if cfg.state_history_s else None)
+                actions = actions - anchor(states, history)
         self.tokens = torch.cat([
             action_tokenizer.codes_to_tokens(action_tokenizer.encode(
                 torch.as_tensor(actions[i: i + encode_batch])))

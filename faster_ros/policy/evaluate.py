@@ -51,7 +51,8 @@ def evaluate(model: FASTerVLA, episodes: Sequence[Any], *, stride: int = 8,
     model.eval()
     tok = model.action_tokenizer
     data = PolicyDataset(episodes, tok, model.processor, stride=stride, cache_dir=cache_dir,
-                         instruction=model.provenance.get("instruction"))
+                         instruction=model.provenance.get("instruction"), anchor=model.anchor)
+    lags = model.config.state_history_s
     groups = {k: np.asarray(v) for k, v in (groups or {}).items()}
     truth = data.actions  # (M, H, D)
     last = np.stack([np.broadcast_to(data.episodes[e].actions[max(t - 1, 0)], truth.shape[1:])
@@ -69,7 +70,9 @@ def evaluate(model: FASTerVLA, episodes: Sequence[Any], *, stride: int = 8,
         invalid += int(bad.sum())
         tokens[bad] = 0  # invalid chunks are counted, and scored as hold-last-action
         states = np.stack([data.state(k) for k in range(i, i + len(tokens))])
-        _, actions = model.tokens_to_actions(tokens, states)
+        history = (np.stack([data.history(k) for k in range(i, i + len(tokens))]) if lags
+                   else None)
+        _, actions = model.tokens_to_actions(tokens, states, history)
         for j in torch.nonzero(bad).flatten().tolist():
             actions[j] = last[i + j]
         preds.append(actions)
@@ -80,9 +83,12 @@ def evaluate(model: FASTerVLA, episodes: Sequence[Any], *, stride: int = 8,
         hold = np.stack([np.broadcast_to(data.state(i), truth.shape[1:])
                          for i in range(len(data))])
         baselines["hold_state"] = _errors(hold, truth, groups)
-    offset = np.zeros_like(truth[:, :1])  # (M, 1, D): the tokenizer's reference
-    if model.config.relative_to_state:
-        offset = np.stack([data.state(i) for i in range(len(data))])[:, None].astype(np.float32)
+    states = np.stack([data.state(i) for i in range(len(data))])
+    history = np.stack([data.history(i) for i in range(len(data))]) if lags else None
+    offset = model.anchor(states, history)  # (M, H, D): what the codes are relative to
+    if model.prior is not None:  # the anchor alone (state + motion prior), without the codes
+        low, high = model.action_low.cpu().numpy(), model.action_high.cpu().numpy()
+        baselines["motion_prior"] = _errors(np.clip(offset, low, high), truth, groups)
     rel = torch.as_tensor(truth - offset)
     oracle = np.concatenate([tok.decode(tok.encode(rel[i: i + 512])).numpy()
                              for i in range(0, len(truth), 512)]) + offset
@@ -96,7 +102,8 @@ def evaluate(model: FASTerVLA, episodes: Sequence[Any], *, stride: int = 8,
 
 
 def format_table(metrics: dict[str, Any]) -> str:
-    rows = [r for r in ("policy", "hold_state", "hold_last_action", "tokenizer_oracle")
+    rows = [r for r in ("policy", "hold_state", "hold_last_action", "motion_prior",
+                        "tokenizer_oracle")
             if r in metrics]
     keys = list(metrics["policy"])
     lines = ["| predictor | " + " | ".join(keys) + " |",

@@ -62,6 +62,31 @@ BACKBONE_CONFIG_FILE = "backbone_config.json"
 POLICY_FILE = "policy.json"
 
 
+class MotionPrior(nn.Module):
+    """State (B, S) and past states (B, K, S) -> expected chunk a_{t+k} - s_t (B, H, D).
+
+    Features: the state and its motion s_t - s_{t-L} per lag, standardised with the training
+    mean / std (buffers); a 2-hidden-layer GELU MLP of width ``cfg.prior_hidden``."""
+
+    def __init__(self, cfg: FASTerVLAConfig):
+        super().__init__()
+        n_in = cfg.state_dim * (1 + len(cfg.state_history_s))
+        self.shape = (cfg.chunk_size, cfg.action_dim)
+        self.register_buffer("mean", torch.zeros(n_in))
+        self.register_buffer("std", torch.ones(n_in))
+        w = cfg.prior_hidden
+        self.net = nn.Sequential(nn.Linear(n_in, w), nn.GELU(), nn.Linear(w, w), nn.GELU(),
+                                 nn.Linear(w, self.shape[0] * self.shape[1]))
+
+    @staticmethod
+    def features(state: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        return torch.cat([state, (state[:, None] - history).flatten(1)], dim=1)
+
+    def forward(self, state: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        x = (self.features(state, history) - self.mean) / self.std
+        return self.net(x).view(-1, *self.shape)
+
+
 @dataclass
 class PolicyOutput:
     """One predicted chunk.
@@ -112,6 +137,7 @@ class FASTerVLA(nn.Module):
         self.register_buffer("action_low", torch.as_tensor(low, dtype=torch.float32))
         self.register_buffer("action_high", torch.as_tensor(high, dtype=torch.float32))
         self.decoder = BlockDecoder(self.expert, self.embed_actions)
+        self.prior = MotionPrior(config) if config.prior_hidden else None
         self.action_tokenizer = action_tokenizer
         self.tokenizer_ref = tokenizer_ref
         self.provenance: dict[str, Any] = {}
@@ -275,10 +301,29 @@ class FASTerVLA(nn.Module):
             timing["block_ms"] = list(result.block_ms)
         return result
 
-    def tokens_to_actions(self, tokens: torch.Tensor, state: np.ndarray | None = None
-                          ) -> tuple[np.ndarray, np.ndarray]:
+    @torch.no_grad()
+    def anchor(self, state: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
+        """What the decoded codes are added to, (B, H, D): zeros for absolute actions, the
+        state s_t (B, S) with ``relative_to_state``, plus the motion prior's chunk when the
+        policy has one (then ``history`` (B, K, S), the past states, is needed)."""
+        cfg = self.config
+        state = np.asarray(state, dtype=np.float32)
+        out = np.zeros((len(state), cfg.chunk_size, cfg.action_dim), np.float32)
+        if cfg.relative_to_state:
+            out += state[:, None]
+        if self.prior is not None:
+            if history is None:
+                raise ValueError("this policy's motion prior needs the state history")
+            as_t = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device,  # noqa: E731
+                                             dtype=self.prior.mean.dtype)
+            out += self.prior(as_t(state), as_t(history)).float().cpu().numpy()
+        return out
+
+    def tokens_to_actions(self, tokens: torch.Tensor, state: np.ndarray | None = None,
+                          history: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Valid tokens (B, N) -> codes (B, N_c, C_h, C_a) and clipped physical actions
-        (B, H, D); ``state`` (B, S) is added back with ``relative_to_state``."""
+        (B, H, D); with ``relative_to_state`` the :meth:`anchor` of ``state`` (B, S) (and of
+        ``history`` (B, K, S) for a motion prior) is added back."""
         if self.action_tokenizer is None:
             raise RuntimeError("FASTerVLA has no action tokenizer: pass one to from_pretrained")
         tok = self.action_tokenizer
@@ -288,7 +333,7 @@ class FASTerVLA(nn.Module):
         if self.config.relative_to_state:
             if state is None:
                 raise ValueError("relative_to_state: the current state is needed to decode")
-            actions = actions + torch.as_tensor(np.asarray(state), dtype=torch.float32)[:, None]
+            actions = actions + torch.as_tensor(self.anchor(state, history))
         actions = torch.maximum(torch.minimum(actions, self.action_high.cpu()),
                                 self.action_low.cpu())
         return codes.numpy().astype(np.int64), actions.numpy().astype(np.float32)
@@ -327,7 +372,9 @@ class FASTerVLA(nn.Module):
         codes = actions = None
         if not invalid:
             state = np.asarray(observation.state, dtype=np.float64)[None]
-            codes_b, actions_b = self.tokens_to_actions(tokens[None], state)
+            history = getattr(observation, "state_history", None)
+            history = None if history is None else np.asarray(history)[None]
+            codes_b, actions_b = self.tokens_to_actions(tokens[None], state, history)
             codes, actions = codes_b[0], actions_b[0]
         end = time.perf_counter()
         timing["detokenize_ms"] = (end - t0) * 1e3

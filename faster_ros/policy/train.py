@@ -53,6 +53,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--block-size", type=int, default=None)
     p.add_argument("--state-history", type=float, nargs="*", default=None, metavar="SECONDS",
                    help="state-history lags in s: the prompt also holds s_t - s_(t-L) per lag")
+    p.add_argument("--prior-hidden", type=int, default=None,
+                   help="motion-prior MLP width (needs --state-history; 0: none)")
+    p.add_argument("--prior-steps", type=int, default=1000,
+                   help="L1 fitting steps of the motion prior (batch 128), before the policy")
     p.add_argument("--init-from", default=None, metavar="POLICY",
                    help="start from the weights of this saved policy (same architecture and "
                         "held-out split; e.g. fine-tune a shipped model with a longer prompt)")
@@ -147,6 +151,8 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
         overrides["backbone_path"] = args.backbone_path
     if args.state_history is not None:
         overrides["state_history_s"] = tuple(args.state_history)
+    if args.prior_hidden is not None:
+        overrides["prior_hidden"] = args.prior_hidden
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
     if args.embodiment:
         from faster_ros.embodiment import load_embodiment
@@ -179,10 +185,52 @@ def init_weights(model: FASTerVLA, source: str, held_eps: list, load: bool = Tru
         raise ValueError(f"--init-from {source}: it held out {sorted(theirs)[:3]}..., this run "
                          f"holds out {sorted(ours)[:3]}...: its weights may have seen our "
                          f"held-out episodes")
-    if load:
-        model.load_state_dict(load_file(directory / WEIGHTS_FILE), strict=True)
+    if load:  # every tensor but a motion prior the source may not have
+        missing, unexpected = model.load_state_dict(load_file(directory / WEIGHTS_FILE),
+                                                    strict=False)
+        missing = [k for k in missing if not k.startswith("prior.")]
+        if missing or unexpected:
+            raise ValueError(f"--init-from {source}: weights do not match this policy (missing "
+                             f"{missing[:3]}, unexpected {unexpected[:3]})")
     model.provenance["init_from"] = dict(path=str(directory), steps=prov.get("steps"),
                                          wall_time_s=prov.get("wall_time_s"))
+
+
+def fit_prior(model: FASTerVLA, episodes: list, steps: int, seed: int = 0,
+              batch_size: int = 128) -> float:
+    """Fit the policy's motion prior (L1, AdamW 1e-3) to a_{t+k} - s_t from the state and the
+    past states of every training window (stride 1), then freeze it. Returns the mean L1 of
+    the last 100 steps."""
+    from faster_ros.data.episode import chunk_windows
+    from faster_ros.policy.data import past_states
+    from faster_ros.policy.modeling import MotionPrior
+
+    cfg, prior = model.config, model.prior
+    states, history, target = [], [], []
+    for ep in episodes:
+        for t, chunk in chunk_windows(ep.actions, cfg.chunk_size, 1):
+            states.append(ep.state[t])
+            history.append(past_states(ep, t, cfg.state_history_s))
+            target.append(chunk - ep.state[t])
+    as_t = lambda x: torch.as_tensor(np.stack(x), dtype=torch.float32)  # noqa: E731
+    states, history, target = as_t(states), as_t(history), as_t(target)
+    feats = MotionPrior.features(states, history)
+    with torch.no_grad():
+        prior.mean.copy_(feats.mean(0))
+        prior.std.copy_(feats.std(0).clamp_min(1e-6))
+    opt = torch.optim.AdamW(prior.net.parameters(), lr=1e-3, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    prior.train()
+    for _ in tqdm(range(steps), desc="motion prior", dynamic_ncols=True):
+        i = torch.randint(0, len(states), (batch_size,), generator=gen)
+        loss = (prior(states[i], history[i]) - target[i]).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    prior.requires_grad_(False)
+    return float(np.mean(losses[-100:]))
 
 
 def tokenizer_reference(name_or_path: str) -> str:
@@ -221,17 +269,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         init_weights(model, args.init_from, held_eps,
                      load=not (args.resume and ckpt_path.is_file()))
     cfg = model.config
+    ckpt = None
+    if args.resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+    prior_l1 = None
+    if model.prior is not None:
+        if ckpt is None:  # the prior is fitted first: the codes encode what it leaves
+            prior_l1 = fit_prior(model, usable_episodes(train_eps, cfg.cameras, cfg.chunk_size),
+                                 args.prior_steps, args.seed)
+        model.prior.requires_grad_(False)
     dataset = PolicyDataset(train_eps, tokenizer, model.processor, stride=args.stride,
-                            cache_dir=args.cache_dir, instruction=args.instruction)
+                            cache_dir=args.cache_dir, instruction=args.instruction,
+                            anchor=model.anchor if model.prior is not None else None)
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=cfg.betas,
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                            lr=cfg.learning_rate, betas=cfg.betas,
                             weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, cfg.steps))
     step, elapsed = 0, 0.0
     rng = np.random.default_rng(args.seed + 1000 * rank)
-    if args.resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ckpt["model"])
+    if ckpt is not None:
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         step, elapsed = ckpt["step"], ckpt["elapsed_s"]
@@ -279,7 +337,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             data=str(args.data), steps=step, wall_time_s=round(wall, 1),
             batch_size=cfg.batch_size * world, processes=world, device=str(device),
             train_episodes=[ep.name for ep in dataset.episodes],
-            heldout_episodes=[ep.name for ep in held_eps], final_metrics=metrics,
+            heldout_episodes=[ep.name for ep in held_eps],
+            **({} if prior_l1 is None else {"prior_steps": args.prior_steps,
+                                             "prior_train_l1": round(prior_l1, 5)}),
+            final_metrics=metrics,
             instruction=args.instruction or train_eps[0].instruction,
             command="python -m faster_ros.policy.train " + " ".join(sys.argv[1:]
                                                                      if argv is None
