@@ -146,7 +146,8 @@ class FASTerVQ(nn.Module):
     @torch.no_grad()
     def encode_with_info(self, actions: Tensor | np.ndarray) -> EncodeResult:
         """actions (B, H, D) physical -> EncodeResult(codes (B, N_c, C_h, C_a), clipped)."""
-        self.eval()
+        if self.training:  # eval() walks every submodule: ~30 % of a one-chunk decode
+            self.eval()
         norm = self.normalizer.normalize(self._check_actions(actions))
         z = self.encoder(self.patchifier.patchify(norm.values))
         return EncodeResult(self.quantizer(z).codes, norm.num_clipped)
@@ -163,7 +164,8 @@ class FASTerVQ(nn.Module):
 
         ``levels=k`` decodes from the first k codebooks only (coarse to fine).
         Raises ValueError for a wrong shape, codes outside [0, K) or a bad ``levels``."""
-        self.eval()
+        if self.training:
+            self.eval()
         codes = self._check_codes(codes)
         if levels is not None and not (isinstance(levels, int) and
                                        1 <= levels <= self.config.codebooks):
