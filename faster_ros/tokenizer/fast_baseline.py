@@ -104,7 +104,7 @@ class FASTTokenizer:
 
     def _coefficients(self, chunks: np.ndarray) -> np.ndarray:
         """(N, H, D) -> (N, H * D) rounded scaled DCT coefficients, frequency-major."""
-        norm = 2.0 * (chunks - self.low) / np.maximum(self.high - self.low, 1e-8) - 1.0
+        norm = 2.0 * (chunks - self.low) / self._span() - 1.0
         coeffs = np.around(dct(norm, axis=1, norm="ortho") * self.scale).astype(np.int64)
         return coeffs.reshape(len(chunks), -1)
 
@@ -112,7 +112,14 @@ class FASTTokenizer:
         return "".join(map(chr, np.maximum(coeffs - self.min_token, 0)))
 
     def _denormalize(self, norm: np.ndarray) -> np.ndarray:
-        return (norm + 1.0) / 2.0 * np.maximum(self.high - self.low, 1e-8) + self.low
+        return (norm + 1.0) / 2.0 * self._span() + self.low
+
+    def _span(self) -> np.ndarray:
+        """high - low per dimension; 1 where the training quantiles coincide (a dimension that
+        is constant in >= 98 % of the frames, e.g. zero-padded stand-in data), so its rare
+        non-constant values do not become astronomically large DCT coefficients."""
+        span = np.asarray(self.high - self.low, dtype=np.float64)
+        return np.where(span > 1e-6, span, 1.0)
 
     def _check(self, chunks: np.ndarray) -> np.ndarray:
         chunks = np.asarray(chunks, dtype=np.float64)
