@@ -5,7 +5,9 @@
 
 Starts the aloha_sim graph as child processes (sim robot -> policy node -> executor -> sim), the
 sim running ``episodes`` seeded episodes back to back (seeds ``seed`` .. ``seed + N - 1``, the same
-for every model), and listens to the policy's chunks for the inference latency. Writes
+for every model), and listens to the policy's chunks for the inference latency. The run gets its
+own DDS world (a free ROS_DOMAIN_ID, discovery on this machine only), so no other stack on the
+machine can cross-talk (its chunks, its /clock). Writes
 ``OUT/results.json``: the strict success rate with its 95% Wilson interval, the built-in
 (lenient) success rate beside it, latency, wall time and every episode's result; and
 ``OUT/episode0.mp4``: the top camera during the first episode. ``--table`` prints the results of
@@ -63,6 +65,42 @@ def summarize(results: list[dict], latencies_ms: list[float], label: str, wall_s
     }
 
 
+def isolate_dds(domain_id: int | None = None) -> int:
+    """Give this evaluation (this process and the nodes it starts) its own DDS world: discovery on
+    this machine only and a ROS_DOMAIN_ID no other cooperating process holds (a lock file per id,
+    the scheme of test/conftest.py), so another stack on the machine (its chunks, its /clock)
+    cannot leak into the episodes. Returns the id; the lock lasts as long as this process."""
+    import fcntl
+    import os
+    import random
+    import tempfile
+
+    if domain_id is None:
+        lock_dir = Path(tempfile.gettempdir()) / "faster_ros_test_domains"
+        lock_dir.mkdir(exist_ok=True)
+        ids = list(range(1, 102))
+        random.Random(os.getpid() ^ time.time_ns()).shuffle(ids)
+        for candidate in ids:
+            fd = os.open(lock_dir / f"{candidate}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            _HELD.append(fd)
+            domain_id = candidate
+            break
+        else:
+            raise RuntimeError(f"every ROS domain id 1..101 is locked in {lock_dir}")
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_LOCALHOST_ONLY", None)
+    return domain_id
+
+
+_HELD: list[int] = []
+
+
 def evaluate(
     model: str,
     out: Path,
@@ -72,6 +110,7 @@ def evaluate(
     deterministic: bool = True,
     timeout_s: float | None = None,
     label: str | None = None,
+    domain_id: int | None = None,
 ) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -81,6 +120,7 @@ def evaluate(
     from faster_ros.ros.bringup import ProcessGraph
     from faster_ros.ros.monitor import MonitorNode
 
+    domain_id = isolate_dds(domain_id)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "episodes.jsonl"
     results_path.unlink(missing_ok=True)
@@ -141,6 +181,7 @@ def evaluate(
     latencies = [m.t_total_ms for _, m in monitor.rec.chunks if m.t_total_ms > 0]
     summary = summarize(results, latencies, label or model, wall)
     summary["model"] = model
+    summary["ros_domain_id"] = domain_id
     summary["complete"] = len(results) >= episodes
     if frames_path.exists():
         from faster_ros.sim.record import write_video
@@ -185,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default=None, help="name in the table (default: the model)")
     p.add_argument("--out", default="out/sim_eval", help="output folder")
     p.add_argument("--timeout", type=float, default=None, help="seconds (default: generous)")
+    p.add_argument(
+        "--domain-id",
+        type=int,
+        default=None,
+        help="ROS_DOMAIN_ID (default: a free one, discovery on this machine only)",
+    )
     p.add_argument("--table", nargs="+", metavar="RESULTS_JSON", help="print a comparison")
     args = p.parse_args(argv)
     if args.table:
@@ -201,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         deterministic=not args.sample,
         timeout_s=args.timeout,
         label=args.label,
+        domain_id=args.domain_id,
     )
     print(table([str(Path(args.out) / "results.json")]))
     return 0 if s["complete"] else 1
