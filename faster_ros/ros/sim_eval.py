@@ -111,6 +111,7 @@ def evaluate(
     timeout_s: float | None = None,
     label: str | None = None,
     domain_id: int | None = None,
+    real_time_factor: float = 0.5,
 ) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -138,6 +139,7 @@ def evaluate(
                 "episode_steps": episode_steps,
                 "results_path": str(results_path),
                 "record_frames": str(frames_path),
+                "real_time_factor": real_time_factor,
             }
         },
     )
@@ -182,6 +184,7 @@ def evaluate(
     summary = summarize(results, latencies, label or model, wall)
     summary["model"] = model
     summary["ros_domain_id"] = domain_id
+    summary["real_time_factor_cap"] = real_time_factor
     summary["complete"] = len(results) >= episodes
     if frames_path.exists():
         from faster_ros.sim.record import write_video
@@ -227,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="out/sim_eval", help="output folder")
     p.add_argument("--timeout", type=float, default=None, help="seconds (default: generous)")
     p.add_argument(
+        "--real-time-factor",
+        type=float,
+        default=0.5,
+        help="sim seconds per wall second at most (below 1 leaves a slow CPU's policy its "
+        "sim-time budget; 0: as fast as possible)",
+    )
+    p.add_argument(
         "--domain-id",
         type=int,
         default=None,
@@ -249,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout,
         label=args.label,
         domain_id=args.domain_id,
+        real_time_factor=args.real_time_factor,
     )
     print(table([str(Path(args.out) / "results.json")]))
     return 0 if s["complete"] else 1
