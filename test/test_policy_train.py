@@ -255,3 +255,7 @@ def test_motion_prior_is_fitted_first_and_is_the_anchor_of_the_codes(tmp_path, t
     assert np.isfinite(metrics["motion_prior"]["mae"]) and np.isfinite(metrics["policy"]["mae"])
     with pytest.raises(ValueError, match="prior_hidden needs"):
         FASTerVLAConfig.preset("debug", prior_hidden=8)
+    # motion beyond the training span is clipped before the prior (no extrapolation)
+    span = model.processor.history_span[None]
+    np.testing.assert_allclose(model.anchor(state, state[:, None] - 1e3),
+                               model.anchor(state, state[:, None] - span), rtol=1e-5, atol=1e-6)

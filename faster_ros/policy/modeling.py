@@ -314,9 +314,13 @@ class FASTerVLA(nn.Module):
         if self.prior is not None:
             if history is None:
                 raise ValueError("this policy's motion prior needs the state history")
-            as_t = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device,  # noqa: E731
+            # motion beyond the training span (the prompt's bins clip it too) is clipped: the
+            # MLP must not extrapolate from a jump it never saw (a reset, a replayed bag looping)
+            span = self.processor.history_span.astype(np.float32)
+            motion = np.clip(state[:, None] - np.asarray(history, np.float32), -span, span)
+            as_t = lambda x: torch.as_tensor(x, device=self.device,  # noqa: E731
                                              dtype=self.prior.mean.dtype)
-            out += self.prior(as_t(state), as_t(history)).float().cpu().numpy()
+            out += self.prior(as_t(state), as_t(state[:, None] - motion)).float().cpu().numpy()
         return out
 
     def tokens_to_actions(self, tokens: torch.Tensor, state: np.ndarray | None = None,
