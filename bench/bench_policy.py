@@ -41,7 +41,10 @@ class RandomCodec:
     def tokens_to_codes(self, tokens: torch.Tensor) -> torch.Tensor:
         return tokens.reshape(-1, *self.shape)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+        if levels is not None:  # the first ``levels`` codebooks only, like FASTerVQ.decode
+            codes = codes.clone()
+            codes[:, levels:] = 0
         return (codes.flatten(1).float() @ self.proj).view(-1, *self.out)
 
 
