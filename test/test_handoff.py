@@ -393,8 +393,12 @@ def test_teleop_passes_the_operator_through_and_the_policy_runs_in_shadow(sessio
     assert settled.sum() > 5
     np.testing.assert_allclose(values[settled][:, : 18], np.broadcast_to(
         target[: 18], (settled.sum(), 18)), atol=1e-9)
-    twist = values[settled][:, 18]
-    assert np.isclose(twist.max(), 0.1), "the operator's base twist did not pass through"
+    # the base twist is rate-limited towards the operator's and drops towards zero whenever the
+    # operator looks silent (a stalled test process on a loaded CPU): it must reach the operator's
+    # 0.1 m/s within the TELEOP window and never exceed it
+    twist = values[(stamps > s.marker("teleop")) & (stamps < t1 - 0.05)][:, 18]
+    assert np.isclose(twist.max(), 0.1), (
+        f"the operator's base twist did not pass through (max {twist.max():.3f} m/s)")
     # the operator sees how far the shadow plan is from their command, per output group
     assert s.divergence, "no shadow-vs-operator diagnostics"
     assert set(s.divergence[-1]) == {g.name for g in s.emb.outputs}
