@@ -223,6 +223,12 @@ class ObservationAssembler:
                              f"seconds, got {tuple(lags_s)!r}")
         with self._lock:
             extra = max(lags, default=0.0)
+            if extra > 0:
+                # the observation time is the reference's stamp, which may lag ``now`` by up to
+                # the reference's staleness budget (+ slop) when the node assembles late: keep
+                # the samples around (that stamp - the longest lag), not (now - lag), or a slow
+                # assemble would see a pruned history and predict differently
+                extra += self._inputs[self.reference].max_age_s + self.slop_s
             for ji in self.embodiment.joint_inputs:
                 inp = self._joints[ji.topic]
                 inp.retention_s = min(self.history_s, ji.max_age_s + 2 * self.slop_s) + extra
