@@ -102,6 +102,8 @@ class PolicyNode(LifecycleNode):
                                read_only=True)
         self._shadow_pub = self.create_publisher(ActionChunk, shadow_topic, CHUNK_QOS)
         self._runtime_mode = ""
+        self._mode_stamp = -np.inf  # stamp of the newest ModeChange applied
+        self._mode_lock = threading.Lock()
         self.create_subscription(ModeChange, graph.MODE_TOPIC, self._on_mode, MODE_QOS,
                                  callback_group=sensors)
         self._status_pub = self.create_publisher(PolicyStatus, graph.STATUS_TOPIC, STATUS_QOS)
@@ -287,10 +289,22 @@ class PolicyNode(LifecycleNode):
         self.get_logger().warning(message, throttle_duration_sec=2.0)
 
     def _on_mode(self, msg: ModeChange) -> None:
-        if msg.to_mode != self._runtime_mode:
-            where = "executed" if msg.to_mode == PolicyStatus.MODE_POLICY else "shadow"
-            self.get_logger().info(f"runtime mode {msg.to_mode} ({msg.reason}): chunks {where}")
-        self._runtime_mode = msg.to_mode
+        """Follow the executor's runtime mode. Only the newest transition counts: a (re)started
+        node gets the latched history of transitions, and a live one may arrive before or among
+        it (seen: the restarted policy ended in an old HOLD while the executor was in POLICY,
+        so every chunk went to the shadow topic). A clock that went back resets the order."""
+        stamp = conv.to_sec(msg.header.stamp)
+        with self._mode_lock:
+            if self._mode_stamp > now_s(self) + 1.0:  # our clock jumped back (sim time)
+                self._mode_stamp = -np.inf
+            if stamp < self._mode_stamp:
+                return  # an older transition delivered late
+            self._mode_stamp = stamp
+            if msg.to_mode != self._runtime_mode:
+                where = "executed" if msg.to_mode == PolicyStatus.MODE_POLICY else "shadow"
+                self.get_logger().info(
+                    f"runtime mode {msg.to_mode} ({msg.reason}): chunks {where}")
+            self._runtime_mode = msg.to_mode
 
     def _on_instruction(self, msg: String) -> None:
         self._apply_instruction(msg.data)
