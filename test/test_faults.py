@@ -72,7 +72,7 @@ class Stack:
 
     def start(self) -> Stack:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter
         from rosgraph_msgs.msg import Clock
         from std_msgs.msg import String
@@ -103,7 +103,7 @@ class Stack:
         assert self.switches, "mock robot publishes no sensor topic"
         self.monitor = MonitorNode(self.emb, context=self.context)
         self.rec = self.monitor.rec
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         for node in (self.driver, self.robot, self.monitor):
             self.executor.add_node(node)
         self._threads.append(threading.Thread(target=self.executor.spin, daemon=True))

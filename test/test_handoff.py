@@ -142,7 +142,7 @@ def wait_for(predicate, timeout: float, what: str, logs=None) -> None:
 
 def run_session() -> Session:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from faster_ros.ros.bringup import ProcessGraph
     from faster_ros.ros.monitor import MonitorNode
@@ -155,7 +155,7 @@ def run_session() -> Session:
     monitor = MonitorNode(emb, context=context)
     op_node = rclpy.create_node("operator", context=context)
     op = Operator(op_node, emb)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(monitor)
     executor.add_node(op_node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -567,7 +567,7 @@ def single_arm_config(folder) -> str:
 
 def run_single_arm(config: str) -> Session:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from faster_ros.ros.bringup import ProcessGraph
     from faster_ros.ros.monitor import MonitorNode
@@ -579,7 +579,7 @@ def run_single_arm(config: str) -> Session:
     monitor = MonitorNode(emb, context=context)
     op_node = rclpy.create_node("operator", context=context)
     op = Operator(op_node, emb)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(monitor)
     executor.add_node(op_node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -116,27 +116,48 @@ def make_node(spec: NodeSpec, extra: dict | None = None):
     return cls(parameter_overrides=overrides)
 
 
-def spin_in_process(graph: Graph, duration_s: float | None = None, threads: int = 6) -> None:
-    """Run every node of ``graph`` in this process until Ctrl-C or ``duration_s``."""
+def spin_in_process(graph: Graph, duration_s: float | None = None) -> None:
+    """Run every node of ``graph`` in this process until Ctrl-C or ``duration_s``: each node on
+    its own single-threaded executor and thread (see :mod:`faster_ros.ros.node_base` for why not
+    rclpy's MultiThreadedExecutor), so that a slow callback of one node never delays another."""
+    import threading
+
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     rclpy.init()
-    nodes = []
-    executor = MultiThreadedExecutor(num_threads=threads)
+    nodes, executors, threads = [], [], []
     try:
         for spec in graph.nodes:
             nodes.append(make_node(spec))
-            executor.add_node(nodes[-1])
+            executors.append(SingleThreadedExecutor())
+            executors[-1].add_node(nodes[-1])
+        for executor in executors:
+            threads.append(threading.Thread(target=_spin_quietly, args=(executor,),
+                                            daemon=True))
+            threads[-1].start()
         end = None if duration_s is None else time.monotonic() + duration_s
-        while rclpy.ok() and (end is None or time.monotonic() < end):
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while rclpy.ok() and all(t.is_alive() for t in threads) and (
+                end is None or time.monotonic() < end):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
         pass
     finally:
-        executor.shutdown()
+        for executor in executors:
+            executor.shutdown()
+        for thread in threads:
+            thread.join(timeout=5.0)
         for node in nodes:
             if callable(getattr(node, "shutdown", None)):
                 node.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _spin_quietly(executor) -> None:
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        executor.spin()
+    except ExternalShutdownException:
+        pass
