@@ -199,12 +199,36 @@ def from_quat(q: np.ndarray, representation: str, axes: str | None = None) -> np
         # short, 1e-9 rad as 0), and small per-step deltas are what delta policies output
         return rotation_vector(q)
     if representation == "euler":
-        return np.array(euler.quat2euler(q, axes), dtype=np.float64)
+        return _quat_to_euler(q, axes)
     if representation == "quaternion":
         return q
     if representation == "rot6d":
         return quaternions.quat2mat(q)[:, :2].T.reshape(6)
     raise ValueError(f"unknown rotation representation {representation!r}")
+
+
+GIMBAL_LOCK_TOL = 1e-8  # cos(middle angle) below this is treated as exactly at gimbal lock
+
+
+def _quat_to_euler(q: np.ndarray, axes: str) -> np.ndarray:
+    """transforms3d's matrix -> Euler angles, with a wider gimbal-lock band. transforms3d takes
+    its lock branch only when cos(middle angle) is below 4 machine epsilons; just above that, the
+    first and last angles come from atan2 of rounding noise and the rotation is wrong (seen: a
+    rotation at pitch pi/2 that went through a 6-D representation came back 0.10 rad off). Here
+    the entries that scale with cos(middle angle) are zeroed when it is below
+    GIMBAL_LOCK_TOL, which costs at most about that much (rad) of accuracy."""
+    m = quaternions.quat2mat(q)
+    first, parity, repetition, _ = euler._AXES2TUPLE[axes]
+    i = first
+    j = euler._NEXT_AXIS[i + parity]
+    k = euler._NEXT_AXIS[i - parity + 1]
+    a, b = (m[i, j], m[i, k]) if repetition else (m[i, i], m[j, i])
+    if 0.0 < np.hypot(a, b) < GIMBAL_LOCK_TOL:
+        if repetition:
+            m[i, j] = m[i, k] = 0.0
+        else:
+            m[i, i] = m[j, i] = 0.0
+    return np.array(euler.mat2euler(m, axes), dtype=np.float64)
 
 
 def _rot6d_to_matrix(v: np.ndarray) -> np.ndarray:
