@@ -204,14 +204,19 @@ class MockRobotNode(Node):
 
 
 def synthetic_frame(hw: tuple[int, int], t: float, state: np.ndarray) -> np.ndarray:
-    """A deterministic moving pattern that depends on time and the robot state."""
+    """A deterministic moving pattern that depends on time and the robot state. Red varies along
+    x, green along y: each is computed once per column / row and broadcast (0.5 ms for 640x360
+    instead of 8.7 ms on the full grid, which made the mock robot of a 3-camera benchmark use a
+    whole core and starve the stack it measures)."""
     h, w = hw
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     phase = float(np.sum(state[:3])) + 0.5 * t
-    r = 127 + 120 * np.sin(xs / 13.0 + phase)
-    g = 127 + 120 * np.sin(ys / 17.0 - phase)
-    b = np.full_like(r, 80.0 + 40.0 * math.sin(t))
-    return np.stack([r, g, b], axis=-1).astype(np.uint8)
+    xs = np.arange(w, dtype=np.float32)
+    ys = np.arange(h, dtype=np.float32)
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    out[:, :, 0] = (127 + 120 * np.sin(xs / 13.0 + phase)).astype(np.uint8)[None, :]
+    out[:, :, 1] = (127 + 120 * np.sin(ys / 17.0 - phase)).astype(np.uint8)[:, None]
+    out[:, :, 2] = np.uint8(80.0 + 40.0 * math.sin(t))
+    return out
 
 
 def main(args: list[str] | None = None) -> None:
