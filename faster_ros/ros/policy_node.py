@@ -333,6 +333,8 @@ class PolicyNode(LifecycleNode):
             try:
                 self.infer_once()
             except Exception as exc:  # keep the worker alive; the executor holds the robot
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down (Ctrl-C ends the context first): nothing to report
                 with self._lock:
                     self._rejected += 1
                     self._reason = f"inference failed: {type(exc).__name__}: {exc}"
