@@ -120,3 +120,36 @@ def test_closed_loop_commands_are_safe_and_continuous(embodiment):
           f"{np.percentile(overhead, 50):.2f} ms, figures {check_commands(emb, rec)}")
     if any(g.kind == "twist_base" for g in emb.outputs):
         assert rec.commands["chassis"], "the base got no twist"
+
+
+def test_in_process_bringup_runs_the_loop(spawn_python):
+    """`faster-ros bringup` without --processes: every node in one process, each on its own
+    single-threaded executor and thread. The loop closes (chunks accepted, safe commands) and
+    the command exits on its own after --duration."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    from faster_ros.ros.monitor import MonitorNode
+
+    emb = load_embodiment("single_arm")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    monitor = MonitorNode(emb, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(monitor)
+    proc = spawn_python("faster_ros.cli", ["bringup", "single_arm", "--mock-robot", "--model",
+                                           "builtin:wave", "--duration", "16"])
+    try:
+        end = time.monotonic() + 25.0
+        while time.monotonic() < end and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.05)
+        exit_code = proc.wait(timeout=15.0)
+    finally:
+        executor.shutdown()
+        monitor.destroy_node()
+        rclpy.shutdown(context=context)
+    assert exit_code == 0, f"bringup exited with {exit_code}"
+    accepted = [m for _, m in monitor.rec.executions
+                if m.verdict in ("ok", "clipped", "time_scaled")]
+    assert len(accepted) >= 3, f"only {len(accepted)} chunks accepted in process"
+    check_commands(emb, monitor.rec)
