@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faster_ros.control import Chunk, anchor, delay_steps, late_steps, time_scale
+from faster_ros.control.timing import sample_points
 
 
 def _chunk(h=10, d=2, start=1.0, dt=0.1):
@@ -65,3 +66,13 @@ def test_time_scale_and_delay_steps():
     assert delay_steps(0.0, 0.1) == 0
     assert delay_steps(0.25, 0.1) == 3
     assert delay_steps(0.2, 0.1) == 2
+
+
+def test_sample_points_holds_the_ends_and_interpolates_between():
+    times = [1.0, 2.0, 4.0]
+    values = [np.array([0.0, 10.0]), np.array([1.0, 10.0]), np.array([3.0, 0.0])]
+    np.testing.assert_array_equal(sample_points(times, values, 0.5), [0.0, 10.0])
+    np.testing.assert_array_equal(sample_points(times, values, 9.0), [3.0, 0.0])
+    np.testing.assert_allclose(sample_points(times, values, 1.5), [0.5, 10.0])
+    np.testing.assert_allclose(sample_points(times, values, 3.0), [2.0, 5.0])
+    np.testing.assert_array_equal(sample_points(times, values, 2.0), [1.0, 10.0])

@@ -12,6 +12,7 @@ No rclpy here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -70,3 +71,16 @@ def delay_steps(latency_s: float, dt: float) -> int:
         raise ValueError(f"delay_steps: need latency_s >= 0 and dt > 0, got {latency_s!r}, "
                          f"{dt!r}")
     return math.ceil(latency_s / dt - TIME_EPS)
+
+
+def sample_points(times: Sequence[float], values: Sequence[np.ndarray], t: float) -> np.ndarray:
+    """A timed point sequence (a received JointTrajectory) at time ``t``: linear between points,
+    the first point before it starts, the last after it ends (what a joint trajectory controller
+    holds)."""
+    if t <= times[0]:
+        return np.asarray(values[0])
+    if t >= times[-1]:
+        return np.asarray(values[-1])
+    k = int(np.searchsorted(times, t)) - 1
+    w = (t - times[k]) / (times[k + 1] - times[k])
+    return (1 - w) * np.asarray(values[k]) + w * np.asarray(values[k + 1])

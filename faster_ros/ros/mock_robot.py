@@ -25,6 +25,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from faster_ros import rotations as rot
 from faster_ros.control.pose import CommandSpace
+from faster_ros.control.timing import sample_points
 from faster_ros.embodiment import load_embodiment
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import declare, now_s, run
@@ -119,15 +120,7 @@ class MockRobotNode(Node):
 
     def _trajectory_targets(self, now: float) -> None:
         for group, times, values in self._trajectories.values():
-            if now <= times[0]:
-                value = values[0]
-            elif now >= times[-1]:
-                value = values[-1]
-            else:
-                k = int(np.searchsorted(times, now)) - 1
-                w = (now - times[k]) / (times[k + 1] - times[k])
-                value = (1 - w) * values[k] + w * values[k + 1]
-            self._target[list(group.indices)] = value
+            self._target[list(group.indices)] = sample_points(times, values, now)
 
     # ------------------------------------------------------------------------------ simulation
 

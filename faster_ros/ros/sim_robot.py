@@ -29,6 +29,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
+from faster_ros.control.timing import sample_points
 from faster_ros.embodiment import load_embodiment
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import declare, run
@@ -182,15 +183,7 @@ class SimRobotNode(Node):
     def _targets(self, now: float) -> np.ndarray:
         with self._lock:
             for group, times, values in self._trajectories.values():
-                if now <= times[0]:
-                    value = values[0]
-                elif now >= times[-1]:
-                    value = values[-1]
-                else:
-                    k = int(np.searchsorted(times, now)) - 1
-                    w = (now - times[k]) / (times[k + 1] - times[k])
-                    value = (1 - w) * values[k] + w * values[k + 1]
-                self._target[list(group.indices)] = value
+                self._target[list(group.indices)] = sample_points(times, values, now)
             return self._target.copy()
 
     # ------------------------------------------------------------------------------ simulation
