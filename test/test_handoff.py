@@ -140,33 +140,55 @@ def wait_for(predicate, timeout: float, what: str, logs=None) -> None:
     raise AssertionError(f"timed out waiting for {what}" + (f"\n{logs()}" if logs else ""))
 
 
+class _Rig:
+    """What both handoff sessions start: the graph as child processes, and in this process a
+    monitor and the operator node on one single-threaded executor thread."""
+
+    def __init__(self, emb, graph):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        from faster_ros.ros.bringup import ProcessGraph
+        from faster_ros.ros.monitor import MonitorNode
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.monitor = MonitorNode(emb, context=self.context)
+        self.rec = self.monitor.rec
+        self.op_node = rclpy.create_node("operator", context=self.context)
+        self.op = Operator(self.op_node, emb)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.monitor)
+        self.executor.add_node(self.op_node)
+        self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spinner.start()
+        self.pg = ProcessGraph(graph)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n}\n{self.pg.log(n)[-2500:]}" for n in ("faster_executor",
+                                                                        "faster_policy"))
+
+    def mode_is(self, mode: str) -> bool:
+        return bool(self.rec.mode_changes) and self.rec.mode_changes[-1][1].to_mode == mode
+
+    def close(self) -> None:
+        import rclpy
+
+        self.pg.stop()
+        self.executor.shutdown()
+        self.spinner.join(timeout=5.0)
+        self.monitor.destroy_node()
+        self.op_node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
 def run_session() -> Session:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    from faster_ros.ros.bringup import ProcessGraph
-    from faster_ros.ros.monitor import MonitorNode
-
     emb = load_embodiment(EMBODIMENT)
     g = build_graph(emb, mock_robot=True, model="builtin:wave",
                     overrides={"faster_executor": {"initial_mode": "TELEOP"}})
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    monitor = MonitorNode(emb, context=context)
-    op_node = rclpy.create_node("operator", context=context)
-    op = Operator(op_node, emb)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(monitor)
-    executor.add_node(op_node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    pg = ProcessGraph(g)
-    s = Session(emb, monitor.rec, published=op.published, divergence=op.divergence)
-    rec = monitor.rec
-
-    def logs():
-        return "\n".join(f"--- {n}\n{pg.log(n)[-2500:]}" for n in ("faster_executor",
-                                                                   "faster_policy"))
+    rig = _Rig(emb, g)
+    op, pg, rec, logs = rig.op, rig.pg, rig.rec, rig.logs
+    s = Session(emb, rec, published=op.published, divergence=op.divergence)
 
     def mark(what: str) -> None:
         s.markers.append(Marker(time.time(), what))
@@ -179,8 +201,7 @@ def run_session() -> Session:
     def modes() -> list[str]:
         return [m.to_mode for _, m in rec.mode_changes]
 
-    def mode_is(mode: str) -> bool:
-        return bool(rec.mode_changes) and rec.mode_changes[-1][1].to_mode == mode
+    mode_is = rig.mode_is
 
     def request(mode: str, reason: str):
         mark(f"request {mode}: {reason}")
@@ -285,12 +306,7 @@ def run_session() -> Session:
         alive = pg.alive()
         s.logs = {name: pg.log(name) for name in ("faster_executor", "mock_robot")}
     finally:
-        pg.stop()
-        executor.shutdown()
-        spinner.join(timeout=5.0)
-        monitor.destroy_node()
-        op_node.destroy_node()
-        rclpy.shutdown(context=context)
+        rig.close()
     assert all(alive.values()), f"a node died: {alive}\n{logs()}"
     assert modes()[0] == "TELEOP", modes()
     return s
@@ -566,34 +582,12 @@ def single_arm_config(folder) -> str:
 
 
 def run_single_arm(config: str) -> Session:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    from faster_ros.ros.bringup import ProcessGraph
-    from faster_ros.ros.monitor import MonitorNode
-
     emb = load_embodiment(config)
-    g = build_graph(emb, mock_robot=True, model="builtin:wave")
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    monitor = MonitorNode(emb, context=context)
-    op_node = rclpy.create_node("operator", context=context)
-    op = Operator(op_node, emb)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(monitor)
-    executor.add_node(op_node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    pg = ProcessGraph(g)
-    s = Session(emb, monitor.rec, published=op.published)
-    rec = monitor.rec
+    rig = _Rig(emb, build_graph(emb, mock_robot=True, model="builtin:wave"))
+    op, pg, rec, logs = rig.op, rig.pg, rig.rec, rig.logs
+    s = Session(emb, rec, published=op.published)
 
-    def logs():
-        return "\n".join(f"--- {n}\n{pg.log(n)[-2500:]}" for n in ("faster_executor",
-                                                                   "faster_policy"))
-
-    def mode_is(mode: str) -> bool:
-        return bool(rec.mode_changes) and rec.mode_changes[-1][1].to_mode == mode
+    mode_is = rig.mode_is
 
     def target(name: str, delta: float) -> None:
         op.values[emb.index(name)] += delta
@@ -623,12 +617,7 @@ def run_single_arm(config: str) -> Session:
         time.sleep(1.5)
         alive = pg.alive()
     finally:
-        pg.stop()
-        executor.shutdown()
-        spinner.join(timeout=5.0)
-        monitor.destroy_node()
-        op_node.destroy_node()
-        rclpy.shutdown(context=context)
+        rig.close()
     assert all(alive.values()), f"a node died: {alive}\n{logs()}"
     return s
 
