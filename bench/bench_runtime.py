@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     graph = build_graph(emb, mock_robot=True, model=args.model,
                         overrides={"mock_robot": {"image_size": list(args.image)}})
     rclpy.init()
-    monitor = MonitorNode(emb, name="bench_runtime")
+    monitor = MonitorNode(emb, name="bench_runtime", streams=False)
     rates: dict[str, list[float]] = {}
 
     def on_diag(msg: DiagnosticArray) -> None:

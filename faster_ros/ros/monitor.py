@@ -38,7 +38,11 @@ class Recording:
 
 
 class MonitorNode(Node):
-    def __init__(self, emb: Embodiment, name: str = "faster_monitor", **kwargs):
+    def __init__(self, emb: Embodiment, name: str = "faster_monitor", streams: bool = True,
+                 **kwargs):
+        """``streams=False``: chunks, verdicts, modes and status only, not the 100 Hz command and
+        joint streams (a benchmark's listener should not load the CPU it measures, nor be a
+        second subscriber on every controller topic)."""
         super().__init__(name, **kwargs)
         self.emb = emb
         self.rec = Recording()
@@ -53,6 +57,8 @@ class MonitorNode(Node):
                                  STATUS_QOS)
         self.create_subscription(PolicyStatus, graph.EXECUTOR_STATUS_TOPIC,
                                  self._on_executor_status, STATUS_QOS)
+        if not streams:
+            return
         for group in emb.outputs:
             self.create_subscription(conv.MESSAGE_TYPES[group.kind], group.topic,
                                      self._on_command(group.name), COMMAND_QOS)
