@@ -40,6 +40,33 @@ def _demo(args) -> int:
     return 0
 
 
+def _add_record_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="rosbag2 directory to create (must not exist)")
+    p.add_argument("--embodiment", required=True, help="embodiment name or config YAML path")
+    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    p.add_argument("--topic", action="append", default=[],
+                   help="also record TOPIC:TYPE (e.g. /odom:nav_msgs/msg/Odometry)")
+    p.add_argument("--no-inputs", action="store_true", help="leave out cameras and joints")
+    p.add_argument("--sim-time", action="store_true", help="receive times from /clock")
+
+
+def _replay(args) -> int:
+    if args.publish:  # live, on /clock: the ROS side
+        from faster_ros.ros.bag_publisher import run_publish
+
+        return run_publish(args)
+    from faster_ros.replay.command import run_replay
+
+    return run_replay(args)
+
+
+def _record(args) -> int:
+    from faster_ros.ros.recorder import run_record
+
+    return run_record(args)
+
+
 def _graph_from(args):
     from faster_ros.graph import build_graph
 
@@ -148,10 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="replay a rosbag2: offline policy check or live on /clock")
     replay_command.add_replay_arguments(p)
-    p.set_defaults(func=replay_command.run_replay)
+    p.set_defaults(func=_replay)
     p = sub.add_parser("record", help="record the stack's topics to a rosbag2")
-    replay_command.add_record_arguments(p)
-    p.set_defaults(func=replay_command.run_record)
+    _add_record_arguments(p)
+    p.set_defaults(func=_record)
 
     for name, module in STANDALONE.items():
         sub.add_parser(name, help=f"see faster-ros {name} --help ({module})", add_help=False)

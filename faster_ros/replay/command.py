@@ -54,31 +54,23 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
                    help="--publish: seconds to wait for a subscriber on every topic first")
 
 
-def _error(message: str, code: int) -> int:
+def error(message: str, code: int) -> int:
     print(f"faster-ros: error: {message}", file=sys.stderr)
     return code
 
 
 def run_replay(args: argparse.Namespace) -> int:
+    """`faster-ros replay` offline (``--publish`` runs faster_ros.ros.bag_publisher instead)."""
     from faster_ros.data.bag_io import BagError
     from faster_ros.embodiment import load_embodiment
     from faster_ros.replay.bag import load_inputs
 
     emb = load_embodiment(args.embodiment)
-    if args.publish:
-        from faster_ros.ros.bag_publisher import play
-
-        try:
-            return play(args.bag, emb, rate=args.rate, loop=args.loop, topics=args.topics,
-                        wait_subscribers_s=args.wait_subscribers, start_s=args.start,
-                        duration_s=args.duration)
-        except BagError as exc:
-            return _error(str(exc), EXIT_BAD_BAG)
     try:
         inputs = load_inputs(args.bag, emb, action_topic=args.action_topic,
                              start_s=args.start, duration_s=args.duration)
     except BagError as exc:
-        return _error(str(exc), EXIT_BAD_BAG)
+        return error(str(exc), EXIT_BAD_BAG)
     out = Path(args.out or Path("out") / "replay" / Path(args.bag).name)
     if args.tokenizer_only:
         from faster_ros.replay.tokenizer_check import run_tokenizer_check
@@ -86,7 +78,7 @@ def run_replay(args: argparse.Namespace) -> int:
         try:
             return run_tokenizer_check(inputs, args, out)
         except ValueError as exc:
-            return _error(str(exc), EXIT_NO_RESULT)
+            return error(str(exc), EXIT_NO_RESULT)
     return _replay_policy(inputs, args, out)
 
 
@@ -104,7 +96,7 @@ def _replay_policy(inputs, args, out: Path) -> int:
         torch.set_num_threads(args.threads)
     model = args.model or emb.policy.model
     if not model:
-        return _error(f"no model: pass --model (embodiment {emb.name} names none)",
+        return error(f"no model: pass --model (embodiment {emb.name} names none)",
                       EXIT_NO_RESULT)
     deterministic = not args.sample
     try:
@@ -112,7 +104,7 @@ def _replay_policy(inputs, args, out: Path) -> int:
                              deterministic, emb)
         check_policy_matches(policy, emb)
     except Exception as exc:
-        return _error(f"model {model!r} failed to load: {type(exc).__name__}: {exc}",
+        return error(f"model {model!r} failed to load: {type(exc).__name__}: {exc}",
                       EXIT_NO_RESULT)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -123,7 +115,7 @@ def _replay_policy(inputs, args, out: Path) -> int:
     if not any(c.published for c in run.chunks):
         why = "; ".join(f"{n}x {r}" for r, n in run.failures.most_common(3)) or "; ".join(
             sorted({c.problem for c in run.chunks}))
-        return _error(f"{inputs.path}: no chunk could be produced from {run.attempts} "
+        return error(f"{inputs.path}: no chunk could be produced from {run.attempts} "
                       f"attempts: {why}", EXIT_NO_RESULT)
     figures = replay_figures(run, emb, inputs.commands, inputs.states, inputs)
     report = {
@@ -155,35 +147,4 @@ def _replay_policy(inputs, args, out: Path) -> int:
         print("end effectors vs " + figures["end_effector"]["compared_with"] + ": "
               + summary_line(figures["end_effector"]))
     print("report: " + ", ".join(str(f) for f in files))
-    return 0
-
-
-def add_record_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", help="rosbag2 directory to create (must not exist)")
-    p.add_argument("--embodiment", required=True, help="embodiment name or config YAML path")
-    p.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
-    p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    p.add_argument("--topic", action="append", default=[],
-                   help="also record TOPIC:TYPE (e.g. /odom:nav_msgs/msg/Odometry)")
-    p.add_argument("--no-inputs", action="store_true", help="leave out cameras and joints")
-    p.add_argument("--sim-time", action="store_true", help="receive times from /clock")
-
-
-def run_record(args: argparse.Namespace) -> int:
-    from faster_ros.embodiment import load_embodiment
-    from faster_ros.ros.recorder import record
-
-    emb = load_embodiment(args.embodiment)
-    extra = {}
-    for item in args.topic:
-        topic, sep, msgtype = item.partition(":")
-        if not sep or msgtype.count("/") != 2:
-            return _error(f"--topic {item!r}: expected TOPIC:pkg/msg/Type", 1)
-        extra[topic] = msgtype
-    if Path(args.out).exists():
-        return _error(f"{args.out} exists: record writes a new bag", 1)
-    counts = record(args.out, emb, storage=args.storage, duration_s=args.duration,
-                    extra_topics=extra, inputs=not args.no_inputs,
-                    use_sim_time=args.sim_time)
-    print(f"wrote {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
     return 0

@@ -170,3 +170,18 @@ def play(bag: str | Path, emb: Embodiment, *, rate: float = 1.0, loop: bool = Fa
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def run_publish(args) -> int:
+    """`faster-ros replay BAG --publish` (arguments: faster_ros.replay.command)."""
+    from faster_ros.data.bag_io import BagError
+    from faster_ros.embodiment import load_embodiment
+    from faster_ros.replay.command import EXIT_BAD_BAG, error
+
+    emb = load_embodiment(args.embodiment)
+    try:
+        return play(args.bag, emb, rate=args.rate, loop=args.loop, topics=args.topics,
+                    wait_subscribers_s=args.wait_subscribers, start_s=args.start,
+                    duration_s=args.duration)
+    except BagError as exc:
+        return error(str(exc), EXIT_BAD_BAG)

@@ -12,6 +12,7 @@ clock (sim time under ``use_sim_time``); the writer is :mod:`faster_ros.replay.b
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 from faster_ros import graph
-from faster_ros.embodiment import Embodiment
+from faster_ros.embodiment import Embodiment, load_embodiment
 from faster_ros.replay.bagwriter import BagWriter
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.qos import CHUNK_QOS, COMMAND_QOS, MODE_QOS, SENSOR_QOS, STATUS_QOS
@@ -123,3 +124,25 @@ def record(out: str | Path, emb: Embodiment, *, storage: str = "mcap",
         writer.close()
         context.try_shutdown()
     return dict(writer.counts)
+
+
+def run_record(args) -> int:
+    """`faster-ros record` (arguments: faster_ros.cli)."""
+    emb = load_embodiment(args.embodiment)
+    extra = {}
+    for item in args.topic:
+        topic, sep, msgtype = item.partition(":")
+        if not sep or msgtype.count("/") != 2:
+            print(f"faster-ros: error: --topic {item!r}: expected TOPIC:pkg/msg/Type",
+                  file=sys.stderr)
+            return 1
+        extra[topic] = msgtype
+    if Path(args.out).exists():
+        print(f"faster-ros: error: {args.out} exists: record writes a new bag",
+              file=sys.stderr)
+        return 1
+    counts = record(args.out, emb, storage=args.storage, duration_s=args.duration,
+                    extra_topics=extra, inputs=not args.no_inputs,
+                    use_sim_time=args.sim_time)
+    print(f"wrote {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+    return 0
