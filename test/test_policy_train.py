@@ -149,12 +149,20 @@ def test_torchrun_ddp_two_processes(tmp_path):
         pytest.skip("shipped tokenizer not present")
     torchrun = Path(sys.executable).parent / "torchrun"
     out = tmp_path / "model"
-    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "faster_ros.policy.train",
+    # --standalone: rendezvous on a free localhost port, not the fixed default 29500
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "faster_ros.policy.train",
            "--data", BAG, "--tokenizer", str(tokenizer), "--preset", "debug", "--instruction",
            "pick up the bottle", "--out", str(out), "--run-dir", str(tmp_path / "run"),
            "--steps", "2", "--batch-size", "2", "--cache-dir", str(tmp_path / "cache")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = tmp_path / "torchrun.log"  # kept on a timeout too, to show where it stood
+    env = dict(__import__("os").environ, GLOO_SOCKET_IFNAME="lo")
+    with open(log, "w") as f:
+        try:
+            returncode = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                        timeout=240).returncode
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"torchrun did not finish in 240 s:\n{log.read_text()[-3000:]}")
+    assert returncode == 0, log.read_text()[-3000:]
     prov = json.loads((out / "policy.json").read_text())["provenance"]
     assert prov["processes"] == 2 and prov["batch_size"] == 4 and prov["steps"] == 2
 

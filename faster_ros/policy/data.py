@@ -15,6 +15,7 @@ size and kept as uint8 arrays, optionally cached as ``.npy`` files (e.g. under `
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,11 @@ def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
                 return frames
     src = ep.frames[camera]
     frames = np.stack([processor.resize(src.get(i)) for i in range(len(ep))])
-    if path is not None:
+    if path is not None:  # written whole, then renamed: DDP ranks build the same cache at once
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, frames)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, frames)
+        os.replace(tmp, path)
     return frames
 
 
