@@ -138,6 +138,7 @@ def test_dataset_from_rosbag2_recording(tmp_path):
 def test_torchrun_ddp_two_processes(tmp_path):
     """torchrun (DDP, gloo on CPU) with two processes on the shared bag and the shipped
     policy's bundled tokenizer; rank 0 saves, the effective batch is doubled."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -155,7 +156,7 @@ def test_torchrun_ddp_two_processes(tmp_path):
            "pick up the bottle", "--out", str(out), "--run-dir", str(tmp_path / "run"),
            "--steps", "2", "--batch-size", "2", "--cache-dir", str(tmp_path / "cache")]
     log = tmp_path / "torchrun.log"  # kept on a timeout too, to show where it stood
-    env = dict(__import__("os").environ, GLOO_SOCKET_IFNAME="lo")
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo")
     with open(log, "w") as f:
         try:
             returncode = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,

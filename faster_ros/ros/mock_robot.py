@@ -198,7 +198,7 @@ class MockRobotNode(Node):
 
 def synthetic_frame(hw: tuple[int, int], t: float, state: np.ndarray) -> np.ndarray:
     """A deterministic moving pattern that depends on time and the robot state. Red varies along
-    x, green along y: each is computed once per column / row and broadcast (0.5 ms for 640x360
+    x, green along y: each is computed once per column / row and broadcast (0.27 ms for 640x360
     instead of 8.7 ms on the full grid, which made the mock robot of a 3-camera benchmark use a
     whole core and starve the stack it measures)."""
     h, w = hw

@@ -67,7 +67,7 @@ def make_executor(context):
 
 
 def run(make_node: Callable[[], Node], args: list[str] | None = None) -> None:
-    """Console-script body: init, build the node, spin on a SingleThreadedExecutor, shut down."""
+    """Console-script body: init, build the node, spin it (:func:`spin_node`), shut down."""
     rclpy.init(args=args)
     node = None
     try:

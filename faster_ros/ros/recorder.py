@@ -12,7 +12,6 @@ clock (sim time under ``use_sim_time``); the writer is :mod:`faster_ros.replay.b
 from __future__ import annotations
 
 import importlib
-import sys
 import time
 from pathlib import Path
 
@@ -128,19 +127,17 @@ def record(out: str | Path, emb: Embodiment, *, storage: str = "mcap",
 
 def run_record(args) -> int:
     """`faster-ros record` (arguments: faster_ros.cli)."""
+    from faster_ros.replay.command import error
+
     emb = load_embodiment(args.embodiment)
     extra = {}
     for item in args.topic:
         topic, sep, msgtype = item.partition(":")
         if not sep or msgtype.count("/") != 2:
-            print(f"faster-ros: error: --topic {item!r}: expected TOPIC:pkg/msg/Type",
-                  file=sys.stderr)
-            return 1
+            return error(f"--topic {item!r}: expected TOPIC:pkg/msg/Type", 1)
         extra[topic] = msgtype
     if Path(args.out).exists():
-        print(f"faster-ros: error: {args.out} exists: record writes a new bag",
-              file=sys.stderr)
-        return 1
+        return error(f"{args.out} exists: record writes a new bag", 1)
     counts = record(args.out, emb, storage=args.storage, duration_s=args.duration,
                     extra_topics=extra, inputs=not args.no_inputs,
                     use_sim_time=args.sim_time)
