@@ -505,9 +505,45 @@ class _JointTable:
         self.stamps = np.array(inp.buffer.stamps, dtype=np.float64)  # (N,)
         self.values = np.array([v for v, _ in inp.buffer.values]).reshape(-1, j)  # (N, J)
         self.present = np.array([p for _, p in inp.buffer.values], dtype=bool).reshape(-1, j)
+        # every buffered message carried every joint (one driver per topic: the usual case), so
+        # every joint picks the same rows and one lookup serves them all
+        self.dense = bool(self.present.all())
+        self.finite = bool(np.isfinite(self.values).all())
+
+    def _pick(self, s: np.ndarray, t: float, slop: float) -> tuple[list[int], float] | float:
+        """Rows of the sorted stamps ``s`` that give the value at ``t`` and the time that value
+        counts as: the sample at t, the two that bracket t within slop (interpolated), else the
+        nearest within slop (ties: the newer). Nothing within slop: the nearest distance."""
+        hi = int(np.searchsorted(s, t, side="right"))  # s[hi-1] <= t < s[hi]
+        lo = hi - 1
+        if lo >= 0 and s[lo] == t:
+            return [lo], t
+        if lo >= 0 and hi < len(s) and t - s[lo] <= slop and s[hi] - t <= slop:
+            return [lo, hi], t
+        near = [i for i in (lo, hi) if 0 <= i < len(s)]
+        best = min(near, key=lambda i: (abs(s[i] - t), -s[i]))
+        if abs(s[best] - t) > slop:
+            return float(abs(s[best] - t))
+        return [best], float(s[best])
+
+    def _mix(self, picks: list[int], t: float, v: np.ndarray) -> np.ndarray:
+        """Values ``v`` of the picked rows -> the value at ``t`` (linear between two rows)."""
+        if len(picks) == 2:
+            s0, s1 = self.stamps[picks[0]], self.stamps[picks[1]]
+            a = (t - s0) / (s1 - s0)
+            return v[0] + a * (v[1] - v[0])
+        return v[0]
 
     def at(self, t: float, slop: float) -> tuple[str, np.ndarray | None, float, float]:
         """(reason, (J,) values at t, time of the oldest value, newest message stamp used)."""
+        if self.dense and len(self.stamps):
+            picked = self._pick(self.stamps, t, slop)
+            if not isinstance(picked, float):
+                picks, used = picked
+                v = self.values[picks]
+                if np.isfinite(v).all():
+                    return "", self._mix(picks, t, v), used, float(self.stamps[picks[-1]])
+            # not within slop, or non-finite: the per-joint walk names the joint
         out = np.empty(len(self.inp.joints))
         oldest, newest = math.inf, -math.inf
         for k, joint in enumerate(self.inp.joints):
@@ -515,31 +551,18 @@ class _JointTable:
             s = self.stamps[rows]
             if len(s) == 0:
                 return f"joint {joint!r} has no buffered sample", None, 0.0, 0.0
-            hi = int(np.searchsorted(s, t, side="right"))  # s[hi-1] <= t < s[hi]
-            lo = hi - 1
-            if lo >= 0 and s[lo] == t:
-                picks, used = [rows[lo]], t
-            elif lo >= 0 and hi < len(s) and t - s[lo] <= slop and s[hi] - t <= slop:
-                picks, used = [rows[lo], rows[hi]], t
-            else:
-                near = [i for i in (lo, hi) if 0 <= i < len(s)]
-                best = min(near, key=lambda i: (abs(s[i] - t), -s[i]))
-                if abs(s[best] - t) > slop:
-                    return (f"joint {joint!r} has no sample within slop {slop:.3f} s: nearest "
-                            f"{abs(s[best] - t):.3f} s away"), None, 0.0, 0.0
-                picks, used = [rows[best]], float(s[best])
+            picked = self._pick(s, t, slop)
+            if isinstance(picked, float):
+                return (f"joint {joint!r} has no sample within slop {slop:.3f} s: nearest "
+                        f"{picked:.3f} s away"), None, 0.0, 0.0
+            picks, used = [int(rows[i]) for i in picked[0]], picked[1]
             v = self.values[picks, k]
             if not np.all(np.isfinite(v)):
                 bad = v[~np.isfinite(v)][0]
                 stamp = self.stamps[picks[int(np.argmin(np.isfinite(v)))]]
                 return (f"non-finite position for {joint!r} ({bad}) in the message stamped "
                         f"{stamp:.3f}"), None, 0.0, 0.0
-            if len(picks) == 2:
-                s0, s1 = self.stamps[picks[0]], self.stamps[picks[1]]
-                a = (t - s0) / (s1 - s0)
-                out[k] = v[0] + a * (v[1] - v[0])
-            else:
-                out[k] = v[0]
+            out[k] = self._mix(picks, t, v)
             oldest = min(oldest, used)
             newest = max(newest, float(self.stamps[picks[-1]]))
         return "", out, oldest, newest
@@ -551,6 +574,9 @@ class _JointTable:
         out = np.empty((len(lags), len(self.inp.joints)))
         times = t - np.asarray(lags, dtype=np.float64)
         for k in range(len(self.inp.joints)):
+            if self.dense and self.finite:
+                out[:, k] = np.interp(times, self.stamps, self.values[:, k])
+                continue
             rows = self.present[:, k] & np.isfinite(self.values[:, k])
             # at() found a finite value at t, so rows is never empty here
             out[:, k] = np.interp(times, self.stamps[rows], self.values[rows, k])
