@@ -303,3 +303,44 @@ def test_state_history_interpolated_at_each_lag_and_clamped_to_the_oldest_sample
     for bad in ((0.5, 0.1), (0.0,), (float("nan"),)):
         with pytest.raises(ValueError, match="state_history_s"):
             asm.set_state_history(bad)
+
+
+@settings(max_examples=60, deadline=None)
+@given(gaps=st.lists(st.sampled_from([0.004, 0.01, 0.02, 0.06]), min_size=2, max_size=40),
+       back=st.floats(0.0, 0.09), slop=st.sampled_from([0.01, 0.05]))
+def test_one_lookup_for_all_joints_equals_the_per_joint_walk(gaps, back, slop):
+    """Messages that carry every joint take one row lookup for all of them; it must give what
+    the per-joint walk gives (values, stamps, reason), interpolated or held, in slop or not."""
+    import faster_ros.observation as observation
+
+    stamps = 1.0 + np.cumsum(gaps)
+    rng = np.random.default_rng(len(gaps))
+    values = rng.normal(size=(len(stamps), len(JOINTS)))
+    t_cam = float(stamps[-1] - back)  # between or beside the joint samples
+    now = float(stamps[-1]) + 0.005
+
+    def run(dense: bool):
+        asm = ObservationAssembler(ARM, slop_s=slop, state_history_s=(0.03,))
+        asm.add_image("scene", t_cam, _img())
+        asm.add_image("wrist", t_cam, _img())
+        for t, v in zip(stamps, values):
+            asm.add_joints("/joint_states", float(t), JOINTS, v)
+        init = observation._JointTable.__init__
+
+        def patched(table, inp):
+            init(table, inp)
+            table.dense = table.dense and dense
+
+        observation._JointTable.__init__ = patched
+        try:
+            return asm.assemble(now)
+        finally:
+            observation._JointTable.__init__ = init
+
+    fast, walk = run(True), run(False)
+    assert fast.reason == walk.reason
+    if walk.ok:
+        np.testing.assert_array_equal(fast.observation.state, walk.observation.state)
+        np.testing.assert_array_equal(fast.observation.state_history,
+                                      walk.observation.state_history)
+        assert fast.observation.input_stamps == walk.observation.input_stamps
