@@ -433,3 +433,11 @@ def test_graph_declares_the_handoff_topics_and_initial_mode():
     assert topics["deadman"] == [graph.DEADMAN_TOPIC]
     arm_only = graph.handoff_topics(load_embodiment("single_arm"))
     assert arm_only["teleop"] == [f"{graph.TELEOP_JOINT_TOPIC} (JointState)"]
+
+
+def test_initial_mode_override_is_case_insensitive_and_a_bad_one_is_named():
+    """The executor node's ``initial_mode`` parameter comes from a command line or launch file."""
+    assert ModeManager(SPEC, 0.0, "policy").mode == Mode.POLICY
+    assert ModeManager(SPEC, 0.0, Mode.HOLD).mode == Mode.HOLD
+    with pytest.raises(ValueError, match=r"initial mode 'auto': expected one of TELEOP, POLICY"):
+        ModeManager(SPEC, 0.0, "auto")

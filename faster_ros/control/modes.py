@@ -69,7 +69,12 @@ class ModeManager:
     def __init__(self, spec: HandoffSpec, now: float, initial: Mode | str | None = None,
                  history: int = 256):
         self.spec = spec
-        self._mode = Mode(initial or spec.initial_mode)
+        initial = initial or spec.initial_mode
+        try:
+            self._mode = Mode(str(initial.value if isinstance(initial, Mode) else initial).upper())
+        except ValueError:
+            raise ValueError(f"initial mode {initial!r}: expected one of "
+                             f"{', '.join(MODE_CHOICES)}") from None
         self._reason = "initial mode"
         self._since = float(now)
         self._teleop_last: float | None = None
