@@ -1,16 +1,16 @@
 """Embodiment configs: the shipped ones load; every kind of wrong config fails at load with a
 message naming the file, the field and the bad value."""
 
-import copy
 import re
 
 import numpy as np
 import pytest
 import yaml
+from _configs import mutate, shipped
 from _paths import G1_NPZ
 
 from faster_ros.embodiment import EmbodimentConfigError, load_embodiment, parse_embodiment
-from faster_ros.paths import config_path, data_dir
+from faster_ros.paths import data_dir
 
 SHIPPED = sorted(p.stem for p in data_dir("config").glob("*.yaml"))
 
@@ -49,20 +49,11 @@ def test_g1_config_matches_the_shared_dataset_names():
 
 
 def _base() -> dict:
-    return yaml.safe_load(config_path("r1lite_wbc").read_text())
+    return shipped('r1lite_wbc')
 
 
 def _mutate(path: str, value=None, delete: bool = False) -> dict:
-    data = copy.deepcopy(_base())
-    keys = [int(k) if k.isdigit() else k for k in re.split(r"[.\[\]]+", path) if k]
-    node = data
-    for k in keys[:-1]:
-        node = node[k]
-    if delete:
-        del node[keys[-1]]
-    else:
-        node[keys[-1]] = value
-    return data
+    return mutate('r1lite_wbc', path, value, delete)
 
 
 def _wbc_dims() -> list[str]:

@@ -1,15 +1,12 @@
 """End-effector action groups in embodiment configs: derived dimensions, patch groups and pose
 outputs, and every kind of wrong end-effector config failing at load with file, field and value."""
 
-import copy
-import re
 
 import numpy as np
 import pytest
-import yaml
+from _configs import mutate, shipped
 
 from faster_ros.embodiment import EmbodimentConfigError, load_embodiment, parse_embodiment
-from faster_ros.paths import config_path
 
 
 def test_r1lite_ee_derives_dims_patch_groups_and_pose_outputs():
@@ -52,20 +49,11 @@ def test_every_rotation_representation_parses(rotation, axes, size):
 
 
 def _base() -> dict:
-    return yaml.safe_load(config_path("r1lite_ee").read_text())
+    return shipped('r1lite_ee')
 
 
 def _mutate(path: str, value=None, delete: bool = False) -> dict:
-    data = copy.deepcopy(_base())
-    keys = [int(k) if k.isdigit() else k for k in re.split(r"[.\[\]]+", path) if k]
-    node = data
-    for k in keys[:-1]:
-        node = node[k]
-    if delete:
-        del node[keys[-1]]
-    else:
-        node[keys[-1]] = value
-    return data
+    return mutate('r1lite_ee', path, value, delete)
 
 
 BAD = [
