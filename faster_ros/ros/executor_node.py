@@ -35,6 +35,7 @@ from faster_ros.ros.handoff_io import HandoffInterface
 from faster_ros.ros.node_base import declare, now_s, run
 from faster_ros.ros.pose_io import PoseFeedback
 from faster_ros.ros.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
+from faster_ros.ros.stage_trace import StageTrace
 
 
 class ChunkExecutorNode(Node):
@@ -73,6 +74,7 @@ class ChunkExecutorNode(Node):
         self._last_reason = "waiting for joint states"
         self._last_rejection = ""  # why the newest chunk was refused ("" once one is accepted)
         self._dropped = 0
+        self._trace = StageTrace(self.get_name())  # per-chunk stage times, when enabled
 
         group = MutuallyExclusiveCallbackGroup()
         self.create_subscription(ActionChunk, chunk_topic, self._on_chunk, CHUNK_QOS,
@@ -126,6 +128,7 @@ class ChunkExecutorNode(Node):
         return out if self._poses.fill(out) else None
 
     def _on_chunk(self, msg: ActionChunk) -> None:
+        arrived = time.time()
         now = now_s(self)
         self._handoff.policy_seen(now)
         self._handoff.update(now)
@@ -142,7 +145,9 @@ class ChunkExecutorNode(Node):
         if not self._initialised:
             self._drop(msg, "joint states not yet received")
             return
+        gate_in = time.time()
         result = self._core.submit(chunk, now)
+        gate_out = time.time()
         if not result.accepted:
             self._last_rejection = f"chunk {chunk.sequence} rejected: {result.summary}"
             self.get_logger().error(self._last_rejection, throttle_duration_sec=1.0)
@@ -154,9 +159,12 @@ class ChunkExecutorNode(Node):
         self._last_rejection = ""
         self._new_trajectory = True
         self._publish_commands(now)  # the new chunk's commands go out now, not at the next tick
+        commands_out = time.time()
         kept = result.chunk.horizon
         self._report(msg, result.action, result.reasons, result.chunk.first_step, kept,
-                     result.interventions, published=True)
+                     result.interventions, published_at=commands_out)
+        self._trace.write(msg.sequence, {"executor_in": arrived, "gate_in": gate_in,
+                                         "gate_out": gate_out, "commands_out": commands_out})
 
     def _drop(self, msg: ActionChunk, why: str) -> None:
         self._dropped += 1
@@ -165,8 +173,10 @@ class ChunkExecutorNode(Node):
         self._report(msg, ChunkExecution.VERDICT_DROPPED, (why,), 0, 0, 0)
 
     def _report(self, msg: ActionChunk, verdict: str, reasons, dropped: int, kept: int,
-                interventions: int, published: bool = False) -> None:
-        """One ChunkExecution per chunk received: nothing is lost without a logged reason."""
+                interventions: int, published_at: float | None = None) -> None:
+        """One ChunkExecution per chunk received: nothing is lost without a logged reason.
+        ``published_at``: wall time an accepted chunk's commands were out, the end point of its
+        overhead figure (observation received -> commands published, minus model time)."""
         out = ChunkExecution()
         out.header.stamp = self.get_clock().now().to_msg()
         out.sequence = msg.sequence
@@ -176,8 +186,8 @@ class ChunkExecutorNode(Node):
         out.steps_dropped, out.steps_kept, out.interventions = dropped, kept, interventions
         out.model_ms = float(msg.t_total_ms)
         received = conv.to_sec(msg.observation_received)
-        if published and received > 0:
-            out.overhead_ms = float((time.time() - received) * 1e3 - msg.t_total_ms)
+        if published_at is not None and received > 0:
+            out.overhead_ms = float((published_at - received) * 1e3 - msg.t_total_ms)
         else:
             out.overhead_ms = -1.0
         self._execution_pub.publish(out)

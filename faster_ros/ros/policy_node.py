@@ -36,6 +36,7 @@ from faster_ros.observation import ObservationAssembler
 from faster_ros.ros import conversions as conv
 from faster_ros.ros.node_base import declare, now_s, run
 from faster_ros.ros.qos import CHUNK_QOS, MODE_QOS, SENSOR_QOS, STATUS_QOS
+from faster_ros.ros.stage_trace import StageTrace
 
 RECEIVE_TABLE_SIZE = 256  # per input: receive times of the newest samples
 
@@ -111,6 +112,8 @@ class PolicyNode(LifecycleNode):
         self.create_timer(1.0 / status_hz, self._publish_status, callback_group=self._timer_group)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=self._timer_group)
 
+        self._trace = StageTrace(self.get_name())  # per-chunk stage times, when enabled
+        self._woke = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="faster_policy_worker",
@@ -328,6 +331,7 @@ class PolicyNode(LifecycleNode):
             if not self._wake.wait(timeout=0.5):
                 continue
             self._wake.clear()
+            self._woke = time.time()
             if self._stop.is_set() or not self._active or self._policy is None:
                 continue
             try:
@@ -345,6 +349,7 @@ class PolicyNode(LifecycleNode):
         """Assemble an observation at the current time, run the policy, publish the chunk.
         Returns whether a chunk was published."""
         result = self._assembler.assemble(now_s(self), self._instruction)
+        assembled = time.time()
         self._ages = dict(result.ages)
         if result.observation is None:
             self._reason = result.reason
@@ -356,6 +361,7 @@ class PolicyNode(LifecycleNode):
             return False  # nothing new since the last chunk: the executor would refuse a copy
         self._last_obs_stamp = obs.stamp
         out = self._policy.predict_action_chunk(obs)
+        predicted = time.time()
         self._last_ms = float(out.timing.get("total_ms", 0.0))
         problem = chunk_problem(out, self._emb)  # the same checks as offline replay
         if problem:
@@ -376,7 +382,12 @@ class PolicyNode(LifecycleNode):
         if received > 0:
             msg.observation_received = conv.to_time(received)
         live = self._runtime_mode == PolicyStatus.MODE_POLICY
+        built = time.time()
         (self._chunk_pub if live else self._shadow_pub).publish(msg)
+        if self._trace.enabled and live and received > 0:
+            self._trace.write(self._sequence, {
+                "received": received, "woke": self._woke, "assembled": assembled,
+                "predicted": predicted, "built": built, "published": time.time()})
         late = self._too_late(chunk)
         with self._lock:
             self._produced += 1

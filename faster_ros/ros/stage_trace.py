@@ -1,0 +1,76 @@
+"""Per-chunk stage times of the policy and executor nodes, for finding where latency goes.
+
+Off unless ``FASTER_ROS_TRACE_DIR`` names a directory: then each node appends one JSON line per
+chunk to ``<dir>/<node>.jsonl`` with the wall time (``time.time()``) of each stage, keyed by the
+chunk's sequence number. ``bench/bench_runtime.py --trace`` sets it and prints the breakdown.
+Lines are written after the chunk's commands are out, so tracing does not sit on the path it
+measures. No rclpy here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+ENV = "FASTER_ROS_TRACE_DIR"
+
+# the stages between consecutive stamps: (name, from stamp, to stamp)
+STAGES = (
+    ("newest input received -> worker awake", "received", "woke"),
+    ("assembly", "woke", "assembled"),
+    ("model (excluded from the overhead)", "assembled", "predicted"),
+    ("chunk message built", "predicted", "built"),
+    ("chunk publish", "built", "published"),
+    ("transport to the executor", "published", "executor_in"),
+    ("executor: checks before the gate", "executor_in", "gate_in"),
+    ("executor: gate (anchor, blend, check)", "gate_in", "gate_out"),
+    ("executor: commands published", "gate_out", "commands_out"),
+)
+
+
+class StageTrace:
+    """Appends one line per chunk to ``<FASTER_ROS_TRACE_DIR>/<name>.jsonl``; a no-op when the
+    variable is unset."""
+
+    def __init__(self, name: str):
+        directory = os.environ.get(ENV, "")
+        self.path = Path(directory) / f"{name}.jsonl" if directory else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+    def write(self, sequence: int, stamps: dict[str, float]) -> None:
+        if self.path is None:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"sequence": int(sequence), **stamps}) + "\n")
+
+
+def read_stages(directory: str | Path) -> dict[str, dict[str, float]]:
+    """Join the policy and executor lines of a trace directory by sequence and return, per
+    stage, p50 / p95 / max in ms and the sample count. Chunks missing from either file (not
+    executed, or the run ended in between) are left out."""
+    directory = Path(directory)
+    rows: dict[int, dict[str, float]] = {}
+    for name in ("faster_policy", "faster_executor"):
+        path = directory / f"{name}.jsonl"
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            rows.setdefault(entry.pop("sequence"), {}).update(entry)
+    needed = {key for _, a, b in STAGES for key in (a, b)}
+    complete = [r for r in rows.values() if needed <= r.keys()]
+    out: dict[str, dict[str, float]] = {}
+    for label, a, b in STAGES:
+        ms = np.array([(r[b] - r[a]) * 1e3 for r in complete])
+        if ms.size:
+            out[label] = {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+                          "max": float(ms.max()), "n": int(ms.size)}
+    return out
