@@ -237,6 +237,37 @@ class ObservationAssembler:
     # ----------------------------------------------------------------------------------------
     # input
 
+    def newest_stamp(self, name: str) -> float:
+        """Stamp of the newest sample of an input (-inf before any)."""
+        with self._lock:
+            return self._inputs[name].last_stamp
+
+    def cameras_pending(self, t: float) -> tuple[str, ...]:
+        """Cameras other than the reference whose frame for ``t`` is still on its way: their
+        next frame (due one period after their newest) falls within the sync window of ``t``
+        (a quarter period, at most ``slop_s``) while their newest is outside it. That is a rig
+        whose cameras are triggered together (one driver publishing several in a row, a few ms
+        apart): assembling at the reference frame's arrival would take the others' previous
+        frames, a whole period older. Free-running cameras out of phase are not waited for (the
+        wait would cost more than the nearer frame gains). Waiting for these, at most
+        :meth:`frame_wait_s`, gives the freshest set."""
+        with self._lock:
+            out = []
+            for cam in self.embodiment.cameras:
+                if cam.name == self.reference or cam.rate_hz <= 0:
+                    continue
+                window = min(self.slop_s, 0.25 / cam.rate_hz)
+                last = self._cameras[cam.name].last_stamp
+                due = last + 1.0 / cam.rate_hz  # the next frame's stamp
+                if last < t - window and t - window <= due <= t + window:
+                    out.append(cam.name)
+            return tuple(out)
+
+    def frame_wait_s(self, cameras: Sequence[str]) -> float:
+        """The longest wait for ``cameras``: half the longest of their frame periods."""
+        rates = {cam.name: cam.rate_hz for cam in self.embodiment.cameras}
+        return max((0.5 / rates[c] for c in cameras if rates.get(c, 0) > 0), default=0.0)
+
     def reset(self) -> None:
         """Forget every sample (and the clock)."""
         with self._lock:

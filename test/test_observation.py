@@ -344,3 +344,24 @@ def test_one_lookup_for_all_joints_equals_the_per_joint_walk(gaps, back, slop):
         np.testing.assert_array_equal(fast.observation.state_history,
                                       walk.observation.state_history)
         assert fast.observation.input_stamps == walk.observation.input_stamps
+
+
+def test_cameras_pending_names_the_cameras_triggered_with_the_reference():
+    """single_arm: scene (the reference) and wrist at 30 Hz, sync window 1/120 s. A wrist frame
+    a whole period before the scene frame means the wrist frame of the same trigger is on its
+    way: wait. A wrist frame inside the window completes the set; a free-running wrist camera
+    whose next frame is due well after the window is not waited for."""
+    asm = ObservationAssembler(ARM)
+    asm.add_image("scene", 1.0, _img())
+    assert asm.newest_stamp("scene") == 1.0
+    assert asm.cameras_pending(1.0) == ()  # never received: nothing is due (reported as such)
+    asm.add_image("wrist", 1.0 - 1 / 30 + 0.001, _img())  # triggered with the previous scene
+    assert asm.cameras_pending(1.0) == ("wrist",)
+    assert asm.frame_wait_s(("wrist",)) == pytest.approx(0.5 / 30)
+    asm.add_image("wrist", 1.001, _img())  # the same trigger's frame
+    assert asm.cameras_pending(1.0) == ()
+    other = ObservationAssembler(ARM)
+    other.add_image("scene", 1.0, _img())
+    other.add_image("wrist", 0.98, _img())  # out of phase: the next is due at 1.013
+    assert other.cameras_pending(1.0) == ()
+    assert asm.frame_wait_s(()) == 0.0

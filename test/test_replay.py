@@ -354,3 +354,50 @@ def test_publish_plays_on_clock_at_the_chosen_rate(ros_context):
     assert ahead < 0.05, ahead
     played = (messages[-1][0] - messages[0][0]) * 1e-9
     assert played / rate * 0.9 <= t1 - t0 <= played / rate + 1.0, (t1 - t0, played)
+
+
+def test_offline_replay_waits_for_the_frames_that_belong_with_the_reference_frame():
+    """Two cameras triggered together: the wrist frame of each tick arrives 2 ms after the
+    scene frame. Replay, like the node's worker, assembles once the wrist frame is in (not with
+    the previous one, a period older); once the wrist camera stops, no frame of it is due and
+    nothing is waited for."""
+    from faster_ros.embodiment import load_embodiment
+    from faster_ros.policy.modeling import PolicyOutput
+    from faster_ros.replay.bag import InputSample, RecordedSeries, ReplayInputs
+    from faster_ros.replay.offline import run_offline
+
+    emb = load_embodiment("single_arm")
+    joints = emb.joint_inputs[0]
+    frame = np.zeros((8, 8, 3), np.uint8)
+    samples = []
+    for k in range(60):  # 2 s at 30 Hz, joints at 300 Hz
+        t = 1.0 + k / 30
+        for j in range(10):
+            tj = t + j / 300
+            samples.append(InputSample(tj, "joints", joints.topic, tj,
+                                       (list(joints.joints), [0.1] * len(joints.joints))))
+        samples.append(InputSample(t + 1e-4, "camera", "scene", t, lambda: frame))
+        if k < 45:  # the wrist camera stops after 1.5 s
+            samples.append(InputSample(t + 0.002, "camera", "wrist", t + 0.001, lambda: frame))
+    samples.sort(key=lambda s: s.t_bag)
+    states = RecordedSeries("joint states", np.array([1.0]), np.zeros((1, emb.action_dim)))
+    inputs = ReplayInputs(Path("synthetic"), emb, samples, {}, None, states)
+
+    class Hold:
+        def predict_action_chunk(self, obs):
+            seen.append(obs)
+            h = emb.tokenizer.chunk_size
+            return PolicyOutput(actions=np.zeros((h, emb.action_dim), np.float32), codes=None,
+                                tokens=np.zeros(0, np.int64), invalid=[], timing={}, passes=0)
+
+    seen = []
+    run = run_offline(inputs, Hold(), replan_s=0.2, progress=False)
+    with_wrist = [o for o in seen if o.stamp < 1.0 + 44 / 30]
+    assert with_wrist, "no observation before the wrist camera stopped"
+    for obs in with_wrist:  # the wrist frame of the same tick, never the previous one
+        assert obs.input_stamps["wrist"] == pytest.approx(obs.stamp + 0.001)
+    # one attempt every 6th scene frame (0.2 s), none lost to the wait: the first (no wrist
+    # frame yet, so none is due) and the two after the wrist camera stopped (frames 48 and 54:
+    # nothing due either) fail on the missing wrist frame
+    assert run.attempts == 10 and len(seen) == 7 and len(run.chunks) == 7
+    assert sum(run.failures.values()) == 3

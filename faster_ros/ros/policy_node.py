@@ -114,6 +114,8 @@ class PolicyNode(LifecycleNode):
 
         self._trace = StageTrace(self.get_name())  # per-chunk stage times, when enabled
         self._woke = 0.0
+        self._frame_arrived = threading.Event()  # any camera frame buffered
+        self._awaiting_frames = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="faster_policy_worker",
@@ -205,6 +207,7 @@ class PolicyNode(LifecycleNode):
             stamp = conv.to_sec(msg.header.stamp) or now_s(self)
             self._note_received(name, stamp, received)
             self._assembler.add_image(name, stamp, frame)
+            self._frame_arrived.set()
             self._input_errors.pop(name, None)
             self._sample_arrived(name)
 
@@ -217,7 +220,7 @@ class PolicyNode(LifecycleNode):
         ms per 640x360 JPEG) is not on the path from the newest input to the published chunk;
         the others stay compressed (decoding every frame of 3 cameras at 30 Hz would cost far
         more CPU than the policy uses)."""
-        if self._due_since is not None:
+        if self._due_since is not None or self._awaiting_frames:
             return True
         due_at = self._last_due_timer + self._replan_s
         return time.monotonic() >= due_at - self._prefetch_s
@@ -331,9 +334,10 @@ class PolicyNode(LifecycleNode):
             if not self._wake.wait(timeout=0.5):
                 continue
             self._wake.clear()
-            self._woke = time.time()
             if self._stop.is_set() or not self._active or self._policy is None:
                 continue
+            self._await_frames()
+            self._woke = time.time()
             try:
                 self.infer_once()
             except Exception as exc:  # keep the worker alive; the executor holds the robot
@@ -344,6 +348,28 @@ class PolicyNode(LifecycleNode):
                     self._reason = f"inference failed: {type(exc).__name__}: {exc}"
                 self.get_logger().error(self._reason + "\n" + traceback.format_exc(limit=3),
                                         throttle_duration_sec=2.0)
+
+    def _await_frames(self) -> None:
+        """Before assembling: wait (at most half a frame period) for the other cameras' frames
+        that belong with the newest reference frame and are still on their way
+        (ObservationAssembler.cameras_pending), so the observation holds the freshest set."""
+        t = self._assembler.newest_stamp(self._assembler.reference)
+        pending = self._assembler.cameras_pending(t)
+        if not pending:
+            return
+        deadline = time.monotonic() + self._assembler.frame_wait_s(pending)
+        self._awaiting_frames = True
+        try:
+            while pending and not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._frame_arrived.clear()
+                pending = self._assembler.cameras_pending(t)
+                if pending:
+                    self._frame_arrived.wait(left)
+        finally:
+            self._awaiting_frames = False
 
     def infer_once(self) -> bool:
         """Assemble an observation at the current time, run the policy, publish the chunk.
