@@ -3,8 +3,9 @@
 Off unless ``FASTER_ROS_TRACE_DIR`` names a directory: then each node appends one JSON line per
 chunk to ``<dir>/<node>.jsonl`` with the wall time (``time.time()``) of each stage, keyed by the
 chunk's sequence number. ``bench/bench_runtime.py --trace`` sets it and prints the breakdown.
-Lines are written after the chunk's commands are out, so tracing does not sit on the path it
-measures. No rclpy here.
+Each node writes its line after the last stamp it records (the policy after its publish, the
+executor after its commands are out), so the file I/O is in no measured stage of its own node.
+No rclpy here.
 """
 
 from __future__ import annotations
@@ -53,15 +54,11 @@ class StageTrace:
 
 
 def read_stages(directory: str | Path) -> dict[str, dict[str, float]]:
-    """Join the policy and executor lines of a trace directory by sequence and return, per
-    stage, p50 / p95 / max in ms and the sample count. Chunks missing from either file (not
-    executed, or the run ended in between) are left out."""
-    directory = Path(directory)
+    """Join the nodes' lines of a trace directory by sequence and return, per stage, p50 / p95 /
+    max in ms and the sample count. Chunks without every stamp (not executed, or the run ended
+    in between) are left out."""
     rows: dict[int, dict[str, float]] = {}
-    for name in ("faster_policy", "faster_executor"):
-        path = directory / f"{name}.jsonl"
-        if not path.exists():
-            continue
+    for path in sorted(Path(directory).glob("*.jsonl")):  # one file per node, whatever its name
         for line in path.read_text().splitlines():
             entry = json.loads(line)
             rows.setdefault(entry.pop("sequence"), {}).update(entry)
