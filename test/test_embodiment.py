@@ -49,11 +49,11 @@ def test_g1_config_matches_the_shared_dataset_names():
 
 
 def _base() -> dict:
-    return shipped('r1lite_wbc')
+    return shipped("r1lite_wbc")
 
 
 def _mutate(path: str, value=None, delete: bool = False) -> dict:
-    return mutate('r1lite_wbc', path, value, delete)
+    return mutate("r1lite_wbc", path, value, delete)
 
 
 def _wbc_dims() -> list[str]:

@@ -49,11 +49,11 @@ def test_every_rotation_representation_parses(rotation, axes, size):
 
 
 def _base() -> dict:
-    return shipped('r1lite_ee')
+    return shipped("r1lite_ee")
 
 
 def _mutate(path: str, value=None, delete: bool = False) -> dict:
-    return mutate('r1lite_ee', path, value, delete)
+    return mutate("r1lite_ee", path, value, delete)
 
 
 BAD = [
