@@ -295,6 +295,11 @@ class FASTerVLA(nn.Module):
             top_k=cfg.top_k, temperature=cfg.temperature,
             mask_invalid=cfg.mask_invalid if mask_invalid is None else mask_invalid,
             valid_codes=valid_codes, generator=self._generator)
+        check = getattr(self.action_tokenizer, "invalid_reasons", None)
+        if check is not None:  # e.g. FAST: token lists that do not decode to a chunk
+            for reasons, extra in zip(result.invalid, check(result.tokens)):
+                if not reasons:
+                    reasons.extend(extra)
         if timing is not None:
             timing["image_ms"] = (t1 - t0) * 1e3
             timing["context_ms"] = (t2 - t1) * 1e3 + result.prefix_ms
@@ -453,10 +458,18 @@ def check_tokenizer(config: FASTerVLAConfig, tokenizer: Any) -> None:
                          f"trained on {kind(config.relative_to_state)} ones")
 
 
-def load_action_tokenizer(ref: str, base: Path) -> Any:
-    """Resolve a tokenizer reference: a shipped model name, or a path relative to ``base``."""
+def open_action_tokenizer(name_or_path: str | os.PathLike) -> Any:
+    """A saved action tokenizer (a directory or a shipped model name): a FASTerVQ, or a
+    baseline codec (binning, FAST: :mod:`faster_ros.policy.action_codecs`) by its codec.json."""
     from faster_ros.paths import model_path
+    from faster_ros.policy.action_codecs import is_codec_dir, load_action_codec
     from faster_ros.tokenizer import FASTerVQ
 
+    root = model_path(name_or_path)
+    return load_action_codec(root) if is_codec_dir(root) else FASTerVQ.load(root)
+
+
+def load_action_tokenizer(ref: str, base: Path) -> Any:
+    """Resolve a tokenizer reference: a shipped model name, or a path relative to ``base``."""
     candidate = base / ref
-    return FASTerVQ.load(candidate if candidate.is_dir() else model_path(ref))
+    return open_action_tokenizer(candidate if candidate.is_dir() else ref)

@@ -32,7 +32,12 @@ from tqdm import tqdm
 
 from faster_ros.policy.configuration import PRESETS, FASTerVLAConfig
 from faster_ros.policy.data import PolicyDataset, episode_stats, usable_episodes
-from faster_ros.policy.modeling import POLICY_FILE, WEIGHTS_FILE, FASTerVLA
+from faster_ros.policy.modeling import (
+    POLICY_FILE,
+    WEIGHTS_FILE,
+    FASTerVLA,
+    open_action_tokenizer,
+)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,6 +56,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="per process")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--block-size", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=None, help="camera frames resized to SxS")
     p.add_argument("--state-history", type=float, nargs="*", default=None, metavar="SECONDS",
                    help="state-history lags in s: the prompt also holds s_t - s_(t-L) per lag")
     p.add_argument("--prior-hidden", type=int, default=None,
@@ -144,7 +150,8 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
     overrides: dict[str, Any] = {"seed": args.seed,
                                  "relative_to_state": bool(prov.get("relative_to_state"))}
     for key, value in (("steps", args.steps), ("batch_size", args.batch_size),
-                       ("learning_rate", args.lr), ("block_size", args.block_size)):
+                       ("learning_rate", args.lr), ("block_size", args.block_size),
+                       ("image_size", args.image_size)):
         if value is not None:
             overrides[key] = value
     if args.backbone_path:
@@ -255,9 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     rank, world, device = _setup_distributed(args.device)
     from faster_ros.data import read_episodes
-    from faster_ros.tokenizer import FASTerVQ
-
-    tokenizer = FASTerVQ.load(args.tokenizer)
+    tokenizer = open_action_tokenizer(args.tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # episodes without video are reported by the reader
         episodes = read_episodes(args.data)

@@ -183,6 +183,7 @@ def evaluate(
     latencies = [m.t_total_ms for _, m in monitor.rec.chunks if m.t_total_ms > 0]
     summary = summarize(results, latencies, label or model, wall)
     summary["model"] = model
+    summary["policy"] = policy_facts(model)
     summary["ros_domain_id"] = domain_id
     summary["real_time_factor_cap"] = real_time_factor
     summary["complete"] = len(results) >= episodes
@@ -197,20 +198,46 @@ def evaluate(
     return summary
 
 
+def policy_facts(model: str) -> dict:
+    """What the table shows of a saved policy: its action tokenisation, tokens per chunk and
+    training steps / wall time (from its config.json and policy.json); {} for a builtin."""
+    if model.startswith("builtin:"):
+        return {}
+    from faster_ros.paths import model_path
+
+    root = model_path(model)
+    cfg = json.loads((root / "config.json").read_text())
+    meta = json.loads((root / "policy.json").read_text())
+    prov = meta.get("provenance", {})
+    ref = meta.get("action_tokenizer", "")
+    codec = root / ref / "codec.json"
+    kind = json.loads(codec.read_text())["kind"] if ref and codec.is_file() else "fastervq"
+    return {
+        "action_tokens": kind,
+        "tokens_per_chunk": cfg["codebooks"] * cfg["code_horizon"] * cfg["code_dims"],
+        "train_steps": prov.get("steps"),
+        "train_wall_s": prov.get("wall_time_s"),
+    }
+
+
 def table(paths: list[str]) -> str:
     rows = [json.loads(Path(p).read_text()) for p in paths]
     lines = [
-        "| policy | episodes | strict success (95% CI) | built-in flag | latency p50 / p95 (ms) "
-        "| wall (s) |",
-        "|---|---|---|---|---|---|",
+        "| policy | action tokens | tokens / chunk | training (steps, min) | episodes "
+        "| strict success (95% CI) | built-in flag | latency p50 / p95 (ms) | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lo, hi = r["strict_success_ci95"]
         lat = r["latency_ms"]
+        pol = r.get("policy") or {}
+        wall = pol.get("train_wall_s")
+        train = f"{pol.get('train_steps')}, {wall / 60:.1f}" if wall else "-"
         lines.append(
-            f"| {r['label']} | {r['episodes']} | {r['strict_success_rate']:.0%} "
-            f"[{lo:.0%}, {hi:.0%}] | {r['builtin_success_rate']:.0%} | {lat['p50']} / "
-            f"{lat['p95']} | {r['wall_s']} |"
+            f"| {r['label']} | {pol.get('action_tokens', '-')} | "
+            f"{pol.get('tokens_per_chunk', '-')} | {train} | {r['episodes']} | "
+            f"{r['strict_success_rate']:.0%} [{lo:.0%}, {hi:.0%}] | "
+            f"{r['builtin_success_rate']:.0%} | {lat['p50']} / {lat['p95']} | {r['wall_s']} |"
         )
     return "\n".join(lines)
 

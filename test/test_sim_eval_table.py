@@ -1,0 +1,41 @@
+"""sim-eval's summary and side-by-side table: interval, tokenisation and training cost columns."""
+
+import json
+
+import numpy as np
+import pytest
+from policy_helpers import tiny_policy
+
+from faster_ros.policy.action_codecs import BinningCodec
+from faster_ros.ros.sim_eval import policy_facts, summarize, table, wilson_interval
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(0, 50)
+    assert lo == 0.0 and hi == pytest.approx(0.0713, abs=1e-4)
+    lo, hi = wilson_interval(30, 50)
+    assert (lo, hi) == (pytest.approx(0.4618, abs=1e-4), pytest.approx(0.7239, abs=1e-4))
+
+
+def test_table_names_tokenisation_tokens_and_training_cost(tmp_path):
+    model = tiny_policy()
+    cfg = model.config
+    codec = BinningCodec(cfg.chunk_size, cfg.action_dim, bins=cfg.codebook_size)
+    codec.fit(np.random.default_rng(0).uniform(0, 1, (20, cfg.chunk_size, cfg.action_dim)))
+    codec.save(tmp_path / "vla" / "action_tokenizer")
+    model.tokenizer_ref = "action_tokenizer"
+    model.provenance = {"steps": 3000, "wall_time_s": 612.0}
+    model.save_pretrained(tmp_path / "vla")
+    facts = policy_facts(str(tmp_path / "vla"))
+    assert facts == {"action_tokens": "bins", "tokens_per_chunk": cfg.tokens_per_chunk,
+                     "train_steps": 3000, "train_wall_s": 612.0}
+    assert policy_facts("builtin:wave") == {}
+    results = [dict(seed=s, strict_success=s < 3, builtin_success=s < 4, steps_per_s=20.0)
+               for s in range(10)]
+    summary = summarize(results, [50.0, 60.0, 70.0], "bins", 100.0)
+    summary["policy"] = facts
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(summary))
+    row = table([str(path)]).splitlines()[-1]
+    assert row.startswith(f"| bins | bins | {cfg.tokens_per_chunk} | 3000, 10.2 | 10 | 30% [")
+    assert "| 40% | 60.0 / 69.0 | 100.0 |" in row
