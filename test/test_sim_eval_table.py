@@ -30,7 +30,8 @@ def test_table_names_tokenisation_tokens_and_training_cost(tmp_path):
     assert facts == {"action_tokens": "bins", "tokens_per_chunk": cfg.tokens_per_chunk,
                      "train_steps": 3000, "train_wall_s": 612.0}
     assert policy_facts("builtin:wave") == {}
-    results = [dict(seed=s, strict_success=s < 3, builtin_success=s < 4, steps_per_s=20.0)
+    results = [dict(seed=s, strict_success=s < 3, builtin_success=s < 4, steps_per_s=20.0,
+                    max_reward=4 if s < 4 else (2 if s < 6 else (1 if s < 7 else 0)))
                for s in range(10)]
     summary = summarize(results, [50.0, 60.0, 70.0], "bins", 100.0)
     summary["policy"] = facts
@@ -38,4 +39,5 @@ def test_table_names_tokenisation_tokens_and_training_cost(tmp_path):
     path.write_text(json.dumps(summary))
     row = table([str(path)]).splitlines()[-1]
     assert row.startswith(f"| bins | bins | {cfg.tokens_per_chunk} | 3000, 10.2 | 10 | 30% [")
-    assert "| 40% | 60.0 / 69.0 | 100.0 |" in row
+    assert summary["stage_rates"] == {"touched": 0.7, "lifted": 0.6, "left_touch": 0.4}
+    assert "| 40% | 70% / 60% | 60.0 / 69.0 | 100.0 |" in row

@@ -9,7 +9,8 @@ for every model), and listens to the policy's chunks for the inference latency. 
 own DDS world (a free ROS_DOMAIN_ID, discovery on this machine only), so no other stack on the
 machine can cross-talk (its chunks, its /clock). Writes
 ``OUT/results.json``: the strict success rate with its 95% Wilson interval, the built-in
-(lenient) success rate beside it, latency, wall time and every episode's result; and
+(lenient) success rate beside it, how many episodes reached ACT's sub-task stages (the right
+gripper touched / lifted the cube), latency, wall time and every episode's result; and
 ``OUT/episode0.mp4``: the top camera during the first episode. ``--table`` prints the results of
 several runs side by side (markdown).
 """
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+STAGES = {"touched": 1, "lifted": 2, "left_touch": 3}  # gym-aloha reward reached
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -51,6 +54,11 @@ def summarize(results: list[dict], latencies_ms: list[float], label: str, wall_s
         "strict_successes": strict,
         "builtin_success_rate": builtin / n if n else 0.0,
         "builtin_successes": builtin,
+        # ACT's sub-task stages: the right gripper touched / lifted the cube at some step
+        "stage_rates": {
+            name: sum(r.get("max_reward", 0) >= level for r in results) / n if n else 0.0
+            for name, level in STAGES.items()
+        },
         "latency_ms": {
             "chunks": int(lat.size),
             "mean": round(float(lat.mean()), 2) if lat.size else None,
@@ -224,8 +232,9 @@ def table(paths: list[str]) -> str:
     rows = [json.loads(Path(p).read_text()) for p in paths]
     lines = [
         "| policy | action tokens | tokens / chunk | training (steps, min) | episodes "
-        "| strict success (95% CI) | built-in flag | latency p50 / p95 (ms) | wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| strict success (95% CI) | built-in flag | touched / lifted | latency p50 / p95 (ms) "
+        "| wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lo, hi = r["strict_success_ci95"]
@@ -233,11 +242,14 @@ def table(paths: list[str]) -> str:
         pol = r.get("policy") or {}
         wall = pol.get("train_wall_s")
         train = f"{pol.get('train_steps')}, {wall / 60:.1f}" if wall else "-"
+        st = r.get("stage_rates")
+        stages = f"{st['touched']:.0%} / {st['lifted']:.0%}" if st else "-"
         lines.append(
             f"| {r['label']} | {pol.get('action_tokens', '-')} | "
             f"{pol.get('tokens_per_chunk', '-')} | {train} | {r['episodes']} | "
             f"{r['strict_success_rate']:.0%} [{lo:.0%}, {hi:.0%}] | "
-            f"{r['builtin_success_rate']:.0%} | {lat['p50']} / {lat['p95']} | {r['wall_s']} |"
+            f"{r['builtin_success_rate']:.0%} | {stages} | {lat['p50']} / {lat['p95']} | "
+            f"{r['wall_s']} |"
         )
     return "\n".join(lines)
 

@@ -240,6 +240,7 @@ class SimRobotNode(Node):
             "strict_success": o.strict,
             "builtin_success": o.builtin,
             "final_reward": o.reward,
+            "max_reward": o.max_reward,
             "box_z": round(o.box_z, 4),
             "steps": self.sim.step_count,
             "sim_time_s": round(self._clock, 3),

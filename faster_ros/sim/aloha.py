@@ -12,6 +12,10 @@ Success, two ways:
 - ``strict``: at the last step the cube is in the air (off the table, its centre >= 3 cm above its
   resting height), both left fingers touch it and no right finger does.
 
+How far a failed episode got is the highest reward of the episode (``Outcome.max_reward``): 1 the
+right gripper touched the cube, 2 lifted it, 3 the left gripper touched it (ACT's sub-task
+stages for this task: touched, lifted, transfer).
+
 No rclpy here; the sim_robot node (faster_ros.ros.sim_robot) publishes it on ROS topics.
 """
 
@@ -72,6 +76,7 @@ class Outcome:
     builtin: bool
     reward: int
     box_z: float
+    max_reward: int = 0  # the highest reward of the episode so far: how far the task got
 
 
 class AlohaSim:
@@ -243,4 +248,5 @@ class AlohaSim:
             builtin=self.max_reward >= 4,
             reward=self.reward(),
             box_z=z,
+            max_reward=int(self.max_reward),
         )
