@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,14 @@ def evaluate(
     latencies = [m.t_total_ms for _, m in monitor.rec.chunks if m.t_total_ms > 0]
     summary = summarize(results, latencies, label or model, wall)
     summary["model"] = model
+    status = monitor.rec.policy_status
+    summary["chunks"] = {
+        "published": len(monitor.rec.chunks),
+        # not published by the policy node: invalid tokens (e.g. a FAST list that does not
+        # decode), non-finite or out-of-range actions, or an inference error
+        "refused_by_policy": int(status.chunks_rejected) if status is not None else None,
+        "executor_verdicts": dict(Counter(m.verdict for _, m in monitor.rec.executions)),
+    }
     summary["policy"] = policy_facts(model)
     summary["ros_domain_id"] = domain_id
     summary["real_time_factor_cap"] = real_time_factor
