@@ -65,7 +65,23 @@ def fake_observation(cfg: FASTerVLAConfig, seed: int = 0, instruction: str = "pi
                            instruction=instruction)
 
 
-def fake_batch(model: FASTerVLA, size: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+def fit_steps(model: FASTerVLA, batch: dict[str, torch.Tensor], steps: int,
+              lr: float = 3e-3) -> list[float]:
+    """``steps`` AdamW steps on one batch (the model left in training mode); the losses."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, metrics = model(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(metrics["loss"])
+    return losses
+
+
+def fake_batch(model: FASTerVLA, size: int = 4, seed: int = 0,
+               tokens: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
     obs = [fake_observation(cfg, seed + i, "pick up the cup" + " cup" * i) for i in range(size)]
@@ -73,5 +89,6 @@ def fake_batch(model: FASTerVLA, size: int = 4, seed: int = 0) -> dict[str, torc
                           for o in obs])
     ids, valid = model.processor.pad([model.processor.prompt_ids(o.instruction, o.state)
                                       for o in obs])
-    tokens = torch.randint(0, cfg.codebook_size, (size, cfg.tokens_per_chunk), generator=g)
+    if tokens is None:
+        tokens = torch.randint(0, cfg.codebook_size, (size, cfg.tokens_per_chunk), generator=g)
     return dict(pixels=pixels, input_ids=ids, text_valid=valid, tokens=tokens)

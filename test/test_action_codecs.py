@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from policy_helpers import fake_observation, single_thread  # noqa: F401  (fixture)
+from policy_helpers import (  # noqa: F401  (single_thread: fixture)
+    fake_batch,
+    fake_observation,
+    fit_steps,
+    single_thread,
+)
 
 from faster_ros.policy import FASTerVLA, FASTerVLAConfig
 from faster_ros.policy.action_codecs import (
@@ -124,24 +129,11 @@ def test_policy_trains_and_predicts_with_a_baseline_codec(kind):
                             state_high=np.ones(cfg.state_dim), action_low=np.full(D, -2.0),
                             action_high=np.full(D, 2.0), words=["pick up the cup"],
                             action_tokenizer=codec)
-    obs = [fake_observation(cfg, seed=i) for i in range(4)]
-    proc = model.processor
-    pixels = torch.stack([proc.images(proc.select_cameras(o.images)) for o in obs])
-    ids, valid = proc.pad([proc.prompt_ids(o.instruction, o.state) for o in obs])
-    batch = dict(pixels=pixels, input_ids=ids, text_valid=valid,
-                 tokens=codec.codes_to_tokens(codec.encode(chunks[:4])))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    losses = []
-    for _ in range(25):
-        loss, _ = model(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    tokens = codec.codes_to_tokens(codec.encode(chunks[:4]))
+    losses = fit_steps(model, fake_batch(model, size=4, tokens=tokens), 25)
     assert losses[-1] < 0.6 * losses[0]
     model.eval()
-    out = model.predict_action_chunk(obs[0], greedy=True)
+    out = model.predict_action_chunk(fake_observation(cfg), greedy=True)
     assert out.tokens.shape == (tc.tokens_per_chunk,)
     if out.ok:
         assert out.actions.shape == (H, D) and np.isfinite(out.actions).all()
@@ -154,6 +146,6 @@ def test_policy_trains_and_predicts_with_a_baseline_codec(kind):
             return result
 
         model.decoder.decode = cut_short
-        out = model.predict_action_chunk(obs[0], greedy=True)
+        out = model.predict_action_chunk(fake_observation(cfg), greedy=True)
         assert not out.ok and out.actions is None
         assert "FAST decode failure" in out.invalid[0]

@@ -7,6 +7,7 @@ from policy_helpers import (
     FakeTokenizer,
     fake_batch,
     fake_observation,
+    fit_steps,
     single_thread,  # noqa: F401  (fixture)
     tiny_policy,
 )
@@ -109,16 +110,8 @@ def build_plain_text_tokenizer(vocab: int):
 
 
 def test_training_step_reduces_loss_on_tiny_batch():
-    model = tiny_policy().train()
-    batch = fake_batch(model, size=4)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss, metrics = model(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(metrics["loss"])
+    model = tiny_policy()
+    losses = fit_steps(model, fake_batch(model, size=4), 30)
     assert losses[-1] < 0.6 * losses[0]
 
 
