@@ -31,6 +31,9 @@ EXECUTION_TOPIC = "/faster/chunk_execution"
 INSTRUCTION_TOPIC = "/faster/instruction"
 MODE_TOPIC = "/faster/mode"  # faster_msgs/ModeChange, one per transition (latched)
 SET_MODE_SERVICE = "/faster/set_mode"  # faster_msgs/SetMode, served by the executor
+# std_msgs/String (the reason): the robot was moved outside the stack (a sim episode reset);
+# the executor forgets its command and the next chunk starts from the measured position
+REANCHOR_TOPIC = "/faster/reanchor"
 # Operator inputs (defaults of the embodiment's ``handoff`` section, which may name others):
 DEADMAN_TOPIC = DEFAULT_DEADMAN_TOPIC  # std_msgs/Bool
 TELEOP_JOINT_TOPIC = DEFAULT_TELEOP_JOINT_TOPIC  # sensor_msgs/JointState (leader arm)

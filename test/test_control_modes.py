@@ -441,3 +441,32 @@ def test_initial_mode_override_is_case_insensitive_and_a_bad_one_is_named():
     assert ModeManager(SPEC, 0.0, Mode.HOLD).mode == Mode.HOLD
     with pytest.raises(ValueError, match=r"initial mode 'auto': expected one of TELEOP, POLICY"):
         ModeManager(SPEC, 0.0, "auto")
+
+
+def test_reanchor_after_the_robot_was_moved_outside_the_stack():
+    """A scene reset moves the robot away from the held command: every chunk from the new
+    state is refused for its seam jump until the executor is re-anchored; then the first
+    chunk starts from the measured position, and a chunk observed before the reset is refused."""
+    s = Sim(initial="POLICY")
+    s.run(2.0, teleop=False)
+    assert s.h.executor.status.accepted >= 2
+    old = s.chunk()  # observed before the reset
+    s.state[: 6] += 0.5  # the reset puts the left arm elsewhere; it does not follow commands
+    s.h.set_measured(s.state, s.t)
+    for _ in range(3):
+        s.t = round(s.t + 8 * DT, 9)
+        result = s.h.submit(s.chunk(), s.t)
+        assert not result.accepted and "seam jump" in result.summary
+    s.h.reanchor("sim episode 1 reset", s.t)
+    assert s.h.command(s.t) is None  # nothing is commanded before a measurement and a chunk
+    s.t = round(s.t + DT, 9)
+    s.h.set_measured(s.state, s.t)
+    late = s.h.submit(old, s.t)
+    assert not late.accepted and "predates" in late.summary
+    assert s.h.command(s.t) is None  # measured, but still no chunk: nothing is commanded
+    result = s.h.submit(s.chunk(), s.t)
+    assert result.accepted, result.summary
+    first = s.h.command(s.t)
+    assert first is not None and not first.holding
+    pos = ~EMB.is_velocity
+    assert np.abs(first.positions - s.state)[pos].max() <= EMB.seam_bound.max()

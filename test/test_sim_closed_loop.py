@@ -1,4 +1,4 @@
-"""One short closed-loop episode in the ALOHA MuJoCo sim through the whole stack, over DDS:
+"""Two short closed-loop episodes in the ALOHA MuJoCo sim through the whole stack, over DDS:
 sim robot node -> policy node (scripted builtin:wave) -> executor node -> sim robot node.
 
 The sim owns /clock and the other nodes run on sim time. Skipped (with the reason) only where
@@ -41,7 +41,7 @@ def test_sim_graph_runs_on_sim_time():
         build_graph("aloha_sim", sim=True, mock_robot=True)
 
 
-def test_one_closed_loop_sim_episode_through_the_stack(renderable, tmp_path):
+def test_closed_loop_sim_episodes_through_the_stack(renderable, tmp_path):
     from faster_ros.ros.bringup import ProcessGraph
 
     results = tmp_path / "results.jsonl"
@@ -53,7 +53,7 @@ def test_one_closed_loop_sim_episode_through_the_stack(renderable, tmp_path):
         overrides={
             "sim_robot": {
                 "episode_steps": STEPS,
-                "episodes": 1,
+                "episodes": 2,
                 "results_path": str(results),
                 "image_size": [120, 160],
             }
@@ -63,20 +63,27 @@ def test_one_closed_loop_sim_episode_through_the_stack(renderable, tmp_path):
     try:
         pg.start()
         deadline = time.monotonic() + 120.0
-        while time.monotonic() < deadline and not results.exists():
+        while time.monotonic() < deadline and len(_lines(results)) < 2:
             assert all(pg.alive().values()), pg.alive()
             time.sleep(0.5)
         logs = {name: pg.log(name)[-3000:] for name in pg.procs}
     finally:
         pg.stop()
-    assert results.exists(), "no episode result within 120 s\n" + "\n".join(
+    assert len(_lines(results)) == 2, "no two episode results within 120 s\n" + "\n".join(
         f"--- {n}\n{log}" for n, log in logs.items()
     )
-    result = json.loads(results.read_text().splitlines()[0])
-    print(result)
-    assert result["steps"] == STEPS and result["seed"] == 0
-    assert result["commands_received"] > 0
-    # the executor's commands moved the simulated arms (the wave is a few % of each range)
-    assert result["max_joint_travel"] > 1e-3, result
-    # a waving robot does not transfer the cube: both checks must say so
-    assert result["strict_success"] is False and result["builtin_success"] is False
+    for seed, line in enumerate(_lines(results)):
+        result = json.loads(line)
+        print(result)
+        assert result["steps"] == STEPS and result["seed"] == seed
+        assert result["commands_received"] > 0
+        # the executor's commands moved the simulated arms (the wave is a few % of each range)
+        assert result["max_joint_travel"] > 1e-3, result
+        # a waving robot does not transfer the cube: both checks must say so
+        assert result["strict_success"] is False and result["builtin_success"] is False
+    # the second episode's reset was announced: the executor started again from the robot
+    assert "re-anchored: sim episode 1 reset (seed 1)" in logs["faster_executor"]
+
+
+def _lines(path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []

@@ -176,6 +176,17 @@ class ChunkExecutor:
             self._handoff_blend_s: float | None = None  # set by start_from, for the next chunk
             self._handoff_seam = True
 
+    def reanchor(self, reason: str, now: float) -> None:
+        """The robot was moved by something outside the stack (a scene reset between episodes,
+        a person): forget the trajectory and the held command and become inactive (nothing is
+        commanded), so that the next chunk starts from the next measured position instead of
+        being refused for its distance to a command the robot no longer holds. Chunks computed
+        from observations before ``now`` are refused."""
+        self.reset()
+        with self._lock:
+            self._explicit_hold_time = float(now)
+            self._reason = reason
+
     def set_measured(self, positions: np.ndarray, now: float) -> None:
         """Measured joint positions (D,) in action order (velocity dimensions ignored, may be
         NaN). Used only while inactive: the first chunk starts from the latest measurement."""

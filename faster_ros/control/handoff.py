@@ -108,6 +108,16 @@ class HandoffController:
         self._apply(now)
         return result
 
+    def reanchor(self, reason: str, now: float) -> None:
+        """The robot was moved outside the stack (e.g. a simulated scene reset): the last
+        command and the measurement are forgotten, nothing is commanded until a new measurement
+        (HOLD, TELEOP) or the first chunk (POLICY, which then starts from the measured position:
+        :meth:`ChunkExecutor.reanchor`). Without it every chunk, computed from where the robot
+        now is, would be refused for its seam jump from the stale command."""
+        self._last = self._last_time = self._measured = None
+        self._handover = None
+        self.executor.reanchor(reason, now)
+
     def policy_seen(self, now: float) -> None:
         """The policy published a chunk (on the live or the shadow topic)."""
         self.modes.policy_seen(now)

@@ -8,6 +8,8 @@ controller group as the embodiment routes it:
 - ``joint_state_stream`` / ``gripper_position`` / ``forward_command`` / ``twist_base``: a setpoint
   at every control period.
 With no valid chunk in time the watchdog holds the commanded position (zero twist for the base).
+A std_msgs/String on graph.REANCHOR_TOPIC (a simulated scene reset) makes the executor forget
+its command: nothing is published until the next chunk, which starts from the measured position.
 Who drives is decided by the handoff (faster_ros.control.handoff, ROS side in
 faster_ros.ros.handoff_io): chunks are executed only in POLICY; in TELEOP the operator's command
 passes (rate-limited while catching up after a switch), in HOLD the last command is held.
@@ -23,6 +25,7 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 
 from faster_msgs.msg import ActionChunk, ChunkExecution, PolicyStatus
 from faster_ros import graph
@@ -82,6 +85,8 @@ class ChunkExecutorNode(Node):
         for ji in self._emb.joint_inputs:
             self.create_subscription(JointState, ji.topic, self._on_joints, SENSOR_QOS,
                                      callback_group=group)
+        self.create_subscription(String, graph.REANCHOR_TOPIC, self._on_reanchor, COMMAND_QOS,
+                                 callback_group=group)
         self._poses = PoseFeedback(self, self._core, group)  # end-effector feedback, if any
         self._pubs = {
             g.name: self.create_publisher(conv.MESSAGE_TYPES[g.kind], g.topic, COMMAND_QOS)
@@ -115,6 +120,16 @@ class ChunkExecutorNode(Node):
                 self._last_reason = ("joint states complete: waiting for the first valid chunk "
                                      "(the robot's own controller holds)")
                 self.get_logger().info("joint states complete: holding the measured position")
+
+    def _on_reanchor(self, msg: String) -> None:
+        reason = f"re-anchored: {msg.data or 'the robot was moved outside the stack'}"
+        self._handoff.reanchor(reason, now_s(self))
+        self._joints.clear()  # the next complete joint state is where the robot now is
+        self._initialised = False
+        self._was_holding = True
+        self._last_reason = reason + ": waiting for joint states, then the first chunk"
+        self.get_logger().info(reason + ": nothing is commanded until the next chunk, which "
+                               "starts from the measured position")
 
     def _measured(self) -> np.ndarray | None:
         """(D,) measured action-space positions (velocity dims 0), or None while incomplete."""

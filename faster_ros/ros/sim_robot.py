@@ -11,8 +11,9 @@ An episode's steps start counting at the first command (the clock runs before th
 world frozen, so the policy can start up). After ``episode_steps`` steps the strict and built-in
 success checks go out as JSON on ``~/episode_result`` (and to ``results_path`` as JSON lines);
 then the next seeded episode starts (commands stamped before the reset + RESET_PAUSE_S, meant
-for the previous episode, are ignored), or, after ``episodes`` episodes (0: never), the world
-stays frozen at its last state.
+for the previous episode, are ignored, and a message on graph.REANCHOR_TOPIC tells the executor
+that the robot was moved, so that it starts again from the measured position), or, after
+``episodes`` episodes (0: never), the world stays frozen at its last state.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
+from faster_ros import graph
 from faster_ros.control.timing import sample_points
 from faster_ros.embodiment import load_embodiment
 from faster_ros.ros import conversions as conv
@@ -116,6 +118,7 @@ class SimRobotNode(Node):
         if bad:
             raise ValueError(f"{emb.source}: the sim publishes sensor_msgs/Image, not {bad}")
         self._result_pub = self.create_publisher(String, "~/episode_result", STATUS_QOS)
+        self._reanchor_pub = self.create_publisher(String, graph.REANCHOR_TOPIC, COMMAND_QOS)
         for group in emb.outputs:
             self.create_subscription(
                 conv.MESSAGE_TYPES[group.kind], group.topic, self._command_cb(group), COMMAND_QOS
@@ -261,6 +264,10 @@ class SimRobotNode(Node):
         self._episode += 1
         if not self._episodes or self._episode < self._episodes:
             self._reset(self._seed + self._episode)
+            # the reset moved the robot outside the stack: without this the executor would hold
+            # the previous episode's last command and refuse every chunk for its seam jump
+            self._reanchor_pub.publish(String(data=f"sim episode {self._episode} reset (seed "
+                                                   f"{self.sim.seed})"))
 
     def shutdown(self) -> None:
         self._running = False
