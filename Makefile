@@ -5,6 +5,7 @@
 #   make lint    ruff check .
 #   make test    setup, lint, then pytest (PYTEST_WORKERS=0 for a single process)
 #   make demo    setup, then `faster-ros demo`
+#   make demo-sim  setup, then the shipped ALOHA policy in the MuJoCo sim (3 episodes, video)
 #   make msgs    rebuild faster_msgs into the venv if its sources changed
 #   make clean   build outputs and caches; `make distclean` also removes the venv
 
@@ -20,7 +21,7 @@ else
 XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 endif
 
-.PHONY: setup msgs lint test demo clean distclean
+.PHONY: setup msgs lint test demo demo-sim clean distclean
 
 setup:
 	scripts/setup.sh $(VENV)
@@ -37,6 +38,10 @@ test: setup lint
 
 demo: setup
 	$(BIN)/faster-ros demo
+
+demo-sim: setup
+	$(BIN)/faster-ros sim-eval --model aloha_sim_vla --episodes 3 --out out/demo_sim
+	@echo "video of the first episode: out/demo_sim/episode0.mp4"
 
 clean:
 	rm -rf build install log .pytest_cache .ruff_cache .hypothesis
