@@ -1,4 +1,5 @@
-"""The shipped default policy (models/g1_inspire_vla) loads and predicts one chunk."""
+"""Every shipped policy (models/*_vla) loads with its bundled action tokenizer, fits its
+embodiment and predicts one valid chunk; the embodiment's config names its FASTer policy."""
 
 from types import SimpleNamespace
 
@@ -8,26 +9,40 @@ import pytest
 from faster_ros.embodiment import load_embodiment
 from faster_ros.paths import data_dir
 
-MODEL = "g1_inspire_vla"
-pytestmark = pytest.mark.skipif(not (data_dir("models") / MODEL / "config.json").is_file(),
-                                reason="shipped policy not present")
+# shipped policy -> (embodiment, action tokenisation)
+SHIPPED = {
+    "g1_inspire_vla": ("g1_inspire", "fastervq"),
+    "aloha_sim_vla": ("aloha_sim", "fastervq"),
+    "aloha_sim_fast_vla": ("aloha_sim", "fast"),
+    "aloha_sim_bins_vla": ("aloha_sim", "bins"),
+}
 
 
-def test_shipped_policy_matches_embodiment_and_predicts():
+@pytest.mark.parametrize("model", sorted(SHIPPED))
+def test_shipped_policy_matches_embodiment_and_predicts(model):
+    if not (data_dir("models") / model / "config.json").is_file():
+        pytest.skip(f"shipped policy {model} not present")
     from faster_ros.policy import FASTerVLA
+    from faster_ros.policy.action_codecs import BinningCodec, FASTCodec
 
-    emb = load_embodiment("g1_inspire")
-    policy = FASTerVLA.from_pretrained(emb.policy.model)
+    name, kind = SHIPPED[model]
+    emb = load_embodiment(name)
+    policy = FASTerVLA.from_pretrained(model)
     cfg = policy.config
-    assert emb.policy.model == MODEL
+    codec = {"fastervq": None, "fast": FASTCodec, "bins": BinningCodec}[kind]
+    if codec is None:
+        assert emb.policy.model == model  # the config names the FASTer policy
+        assert cfg.tokens_per_chunk == emb.tokenizer.tokens_per_chunk
+    else:
+        assert isinstance(policy.action_tokenizer, codec)
     assert cfg.block_size == emb.policy.block_size
-    assert cfg.tokens_per_chunk == emb.tokenizer.tokens_per_chunk
     assert cfg.state_dim == emb.state_dim and cfg.action_dim == emb.action_dim
+    assert cfg.chunk_size == emb.tokenizer.chunk_size
     assert cfg.cameras == tuple(c.name for c in emb.cameras)
     rng = np.random.default_rng(0)
     state = (policy.processor.state_low + policy.processor.state_high) / 2
-    obs = SimpleNamespace(images={"cam_high": rng.integers(0, 255, (168, 224, 3), np.uint8)},
-                          state=state, instruction=emb.policy.instruction)
+    images = {c: rng.integers(0, 255, (168, 224, 3), np.uint8) for c in cfg.cameras}
+    obs = SimpleNamespace(images=images, state=state, instruction=emb.policy.instruction)
     if cfg.state_history_s:  # the policy conditions on recent motion: here, standing still
         obs.state_history = np.stack([state] * len(cfg.state_history_s))
     out = policy.predict_action_chunk(obs, greedy=True)

@@ -47,7 +47,11 @@ def load_tokenizer(args, emb):
     ref = json.loads((root / POLICY_FILE).read_text()).get("action_tokenizer", "")
     if not ref:
         raise ValueError(f"model {model} bundles no tokenizer: pass --tokenizer")
-    return load_action_tokenizer(ref, root), f"{model} (bundled {ref})"
+    tok = load_action_tokenizer(ref, root)
+    if not isinstance(tok, FASTerVQ):  # a baseline policy's binning / FAST codec
+        raise ValueError(f"model {model} bundles a {tok.config.kind!r} codec, not a FASTerVQ: "
+                         f"pass --tokenizer")
+    return tok, f"{model} (bundled {ref})"
 
 
 def bag_chunks(inputs: ReplayInputs, chunk_size: int, stride: int, relative: bool
