@@ -55,7 +55,7 @@ def toy_setup(monkeypatch):
     tok = EncodingTokenizer(cfg, ["other_export/episode_000003"])
     tok.config.action_dim = 4
     monkeypatch.setattr(faster_ros.data, "read_episodes", lambda source: synthetic_episodes())
-    monkeypatch.setattr(faster_ros.tokenizer, "FASTerVQ", SimpleNamespace(load=lambda p: tok))
+    monkeypatch.setattr(train_mod, "open_action_tokenizer", lambda p: tok)
     return tok
 
 
