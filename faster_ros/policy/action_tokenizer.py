@@ -44,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--heldout-fraction", type=float, default=0.1)
+    p.add_argument("--like", default=None, metavar="TOKENIZER",
+                   help="hold out exactly the episodes this tokenizer held out (a FASTerVQ or a "
+                        "baseline codec), e.g. to compare tokenisations on one split")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="VQConfig override (int / float / str)")
     p.add_argument("--seed", type=int, default=0)
@@ -59,7 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         episodes = read_episodes(args.data)
-    train, held = split_episodes(episodes, args.heldout_fraction, "last")  # as the tokenizer
+    if args.like:
+        from faster_ros.policy.modeling import open_action_tokenizer
+        from faster_ros.policy.train import split_by_tokenizer
+
+        train, held = split_by_tokenizer(episodes, open_action_tokenizer(args.like))
+    else:
+        train, held = split_episodes(episodes, args.heldout_fraction, "last")  # as the tokenizer
     overrides = {}
     for item in args.set:
         key, value = item.split("=", 1)
@@ -101,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if step % 100 == 0 or step == args.steps:
             recon = model.decode(model.encode(torch.as_tensor(held_windows))).numpy()
             mae = float(np.abs(recon - held_windows).mean())
-            print(f"step {step} loss {float(out.loss):.4f} held-out MAE {mae:.4f} "
+            print(f"step {step} loss {float(out.loss.detach()):.4f} held-out MAE {mae:.4f} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
     model.save(args.out)
     print(f"saved {args.out}")
