@@ -7,7 +7,7 @@ import pytest
 from policy_helpers import tiny_policy
 
 from faster_ros.policy.action_codecs import BinningCodec
-from faster_ros.ros.sim_eval import policy_facts, summarize, table, wilson_interval
+from faster_ros.ros.sim_eval import plot, policy_facts, summarize, table, wilson_interval
 
 
 def test_wilson_interval_known_values():
@@ -41,3 +41,5 @@ def test_table_names_tokenisation_tokens_and_training_cost(tmp_path):
     assert row.startswith(f"| bins | bins | {cfg.tokens_per_chunk} | 3000, 10.2 | 10 | 30% [")
     assert summary["stage_rates"] == {"touched": 0.7, "lifted": 0.6, "left_touch": 0.4}
     assert "| 40% | 70% / 60% | 60.0 / 69.0 | 100.0 |" in row
+    png = plot([str(path), str(path)], tmp_path / "success.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

@@ -12,7 +12,7 @@ machine can cross-talk (its chunks, its /clock). Writes
 (lenient) success rate beside it, how many episodes reached ACT's sub-task stages (the right
 gripper touched / lifted the cube), latency, wall time and every episode's result; and
 ``OUT/episode0.mp4``: the top camera during the first episode. ``--table`` prints the results of
-several runs side by side (markdown).
+several runs side by side (markdown), and ``--plot PNG`` draws them as bars.
 """
 
 from __future__ import annotations
@@ -263,6 +263,38 @@ def table(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def plot(paths: list[str], out: Path) -> Path:
+    """Grouped bars per policy: ACT's stages (right gripper touched / lifted the cube) and the
+    strict success with its 95% Wilson interval, on the same seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(Path(p).read_text()) for p in paths]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 3.6))
+    bars = [("touched", [r.get("stage_rates", {}).get("touched", 0.0) for r in rows]),
+            ("lifted", [r.get("stage_rates", {}).get("lifted", 0.0) for r in rows]),
+            ("strict success", [r["strict_success_rate"] for r in rows])]
+    for k, (name, values) in enumerate(bars):
+        ax.bar(x + (k - 1) * 0.27, values, 0.27, label=name)
+    strict = np.array(bars[2][1])
+    ci = np.array([r["strict_success_ci95"] for r in rows])
+    ax.errorbar(x + 0.27, strict, yerr=[strict - ci[:, 0], ci[:, 1] - strict], fmt="none",
+                ecolor="k", capsize=3, lw=1)
+    ax.set_xticks(x, [f"{r['label']}\n({r['episodes']} ep.)" for r in rows], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("fraction of episodes")
+    ax.set_title("ALOHA transfer-cube, stack in the loop", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="faster-ros sim-eval",
@@ -291,9 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         help="ROS_DOMAIN_ID (default: a free one, discovery on this machine only)",
     )
     p.add_argument("--table", nargs="+", metavar="RESULTS_JSON", help="print a comparison")
+    p.add_argument("--plot", default=None, metavar="PNG", help="with --table: bar chart too")
     args = p.parse_args(argv)
     if args.table:
         print(table(args.table))
+        if args.plot:
+            print(f"plot: {plot(args.table, Path(args.plot))}")
         return 0
     if not args.model:
         p.error("--model is required (or --table)")
