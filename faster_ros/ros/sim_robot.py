@@ -8,12 +8,14 @@ the loop steps as fast as the CPU allows, at most ``real_time_factor`` x real ti
 so a slow or shared CPU slows the world down instead of breaking the stack's timing.
 
 An episode's steps start counting at the first command (the clock runs before that, with the
-world frozen, so the policy can start up). After ``episode_steps`` steps the strict and built-in
-success checks go out as JSON on ``~/episode_result`` (and to ``results_path`` as JSON lines);
-then the next seeded episode starts (commands stamped before the reset + RESET_PAUSE_S, meant
-for the previous episode, are ignored, and a message on graph.REANCHOR_TOPIC tells the executor
-that the robot was moved, so that it starts again from the measured position), or, after
-``episodes`` episodes (0: never), the world stays frozen at its last state.
+world frozen, so the policy can start up), or after ``start_timeout_s`` of sim time without one
+(a policy that never commands fails its episodes instead of stalling the evaluation). After
+``episode_steps`` steps the strict and built-in success checks go out as JSON on
+``~/episode_result`` (and to ``results_path`` as JSON lines); then the next seeded episode
+starts (commands stamped before the reset + RESET_PAUSE_S, meant for the previous episode, are
+ignored, and a message on graph.REANCHOR_TOPIC tells the executor that the robot was moved, so
+that it starts again from the measured position), or, after ``episodes`` episodes (0: never),
+the world stays frozen at its last state.
 """
 
 from __future__ import annotations
@@ -58,6 +60,16 @@ class SimRobotNode(Node):
         self._episodes = int(declare(self, "episodes", 0, "episodes to run (0: keep going)"))
         self._episode_steps = int(
             declare(self, "episode_steps", EPISODE_STEPS, "control steps (20 ms) per episode")
+        )
+        self._start_timeout = float(
+            declare(
+                self,
+                "start_timeout_s",
+                10.0,
+                "sim seconds the world waits frozen for the first command of an episode; then "
+                "it runs anyway (a policy that never commands fails the episode, it does not "
+                "stall the evaluation)",
+            )
         )
         self._rtf = float(
             declare(
@@ -143,6 +155,7 @@ class SimRobotNode(Node):
         self._trajectories.clear()
         self._started = False
         self._accept_after = self._clock + RESET_PAUSE_S
+        self._frozen_since = self._clock
 
     def _command_cb(self, group):
         emb = self._emb
@@ -211,6 +224,12 @@ class SimRobotNode(Node):
     def _step(self) -> None:
         sim = self.sim
         done = self._episodes and self._episode >= self._episodes
+        if (not self._started and not done and self._start_timeout > 0
+                and self._clock - self._frozen_since >= self._start_timeout):
+            self._started = True
+            self.get_logger().warning(
+                f"episode {self._episode}: no command in {self._start_timeout:.0f} s of sim "
+                f"time; the episode runs without one (the robot holds its start pose)")
         if self._started and not done:
             if sim.step_count == 0:
                 self._episode_wall0 = time.monotonic()
