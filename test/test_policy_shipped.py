@@ -35,7 +35,9 @@ def test_shipped_policy_matches_embodiment_and_predicts(model):
         assert cfg.tokens_per_chunk == emb.tokenizer.tokens_per_chunk
     else:
         assert isinstance(policy.action_tokenizer, codec)
-    assert cfg.block_size == emb.policy.block_size
+    # FAST's BPE lists are decoded token by token (block 1): blocks predicted in parallel
+    # gave lists of the wrong length (93 of 93 held-out chunks invalid at block 7)
+    assert cfg.block_size == (1 if kind == "fast" else emb.policy.block_size)
     assert cfg.state_dim == emb.state_dim and cfg.action_dim == emb.action_dim
     assert cfg.chunk_size == emb.tokenizer.chunk_size
     assert cfg.cameras == tuple(c.name for c in emb.cameras)
