@@ -268,3 +268,31 @@ def test_motion_prior_is_fitted_first_and_is_the_anchor_of_the_codes(tmp_path, t
     span = model.processor.history_span[None]
     np.testing.assert_allclose(model.anchor(state, state[:, None] - 1e3),
                                model.anchor(state, state[:, None] - span), rtol=1e-5, atol=1e-6)
+
+
+def test_a_fast_codec_trains_a_token_wise_policy(tmp_path, monkeypatch):
+    """FAST's variable-length BPE lists are decoded token by token (block 1) unless a block size
+    is given; the saved policy reloads with its bundled codec and predicts a chunk."""
+    from faster_ros.policy.action_codecs import FASTCodec
+
+    eps = synthetic_episodes()
+    monkeypatch.setattr(faster_ros.data, "read_episodes", lambda source: eps)
+    chunks = np.stack([ep.actions[t: t + 8] for ep in eps[:3] for t in range(0, 17)])
+    codec = FASTCodec.fit(chunks, vocab_size=64,
+                          provenance={"heldout_episodes": ["toy/episode_000003"]})
+    monkeypatch.setattr(train_mod, "open_action_tokenizer", lambda p: codec)
+    out = tmp_path / "model"
+    assert train_mod.main(["--data", "toy", "--tokenizer", "fast", "--out", str(out),
+                           "--run-dir", str(tmp_path / "run"), "--preset", "debug",
+                           "--steps", "2", "--batch-size", "4", "--bundle-tokenizer",
+                           "--cache-dir", str(tmp_path / "cache")]) == 0
+    model = FASTerVLA.from_pretrained(out)
+    assert isinstance(model.action_tokenizer, FASTCodec)
+    assert model.config.block_size == 1
+    assert model.config.tokens_per_chunk == codec.config.tokens_per_chunk
+    ep = eps[3]
+    obs = SimpleNamespace(images={"head": np.zeros((20, 24, 3), np.uint8)}, state=ep.state[7],
+                          instruction="pick up the cup")
+    out = model.predict_action_chunk(obs, greedy=True)
+    assert out.passes == codec.config.tokens_per_chunk
+    assert out.ok or "FAST decode failure" in out.invalid[0]  # 2 steps: either is possible

@@ -161,6 +161,10 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
     if args.prior_hidden is not None:
         overrides["prior_hidden"] = args.prior_hidden
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
+    if getattr(tokenizer.config, "kind", "") == "fast" and args.block_size is None:
+        # a BPE list is decoded token by token: blocks predicted in parallel gave lists of the
+        # wrong length (93 of 93 held-out ALOHA chunks undecodable at the config's block 7)
+        overrides["block_size"] = 1
     if args.embodiment:
         from faster_ros.embodiment import load_embodiment
 
