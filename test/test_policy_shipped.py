@@ -48,8 +48,11 @@ def test_shipped_policy_matches_embodiment_and_predicts(model):
     if cfg.state_history_s:  # the policy conditions on recent motion: here, standing still
         obs.state_history = np.stack([state] * len(cfg.state_history_s))
     out = policy.predict_action_chunk(obs, greedy=True)
+    assert out.passes == -(-cfg.tokens_per_chunk // cfg.block_size)
+    if kind == "fast" and not out.ok:  # FAST lists often fail to decode (45% held out, greedy):
+        assert out.actions is None and "FAST decode failure" in out.invalid[0]  # reported
+        return
     assert out.ok, out.invalid
     assert out.actions.shape == (emb.tokenizer.chunk_size, emb.action_dim)
     assert np.isfinite(out.actions).all()
-    assert out.passes == -(-cfg.tokens_per_chunk // cfg.block_size)
     assert (out.actions >= emb.lower - 1e-6).all() and (out.actions <= emb.upper + 1e-6).all()
