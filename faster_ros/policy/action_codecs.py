@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from faster_ros.tokenizer import tokens as token_order
 from faster_ros.tokenizer.fast_baseline import FASTTokenizer
 
 CODEC_FILE = "codec.json"
@@ -81,9 +82,13 @@ class CodecConfig:
         return self.codebooks * self.code_horizon * self.code_dims
 
 
+def _as_array(actions: Tensor | np.ndarray) -> np.ndarray:
+    return np.asarray(actions.detach().cpu() if isinstance(actions, Tensor) else actions)
+
+
 def _check_actions(actions: Tensor | np.ndarray, chunk_size: int, action_dim: int
                    ) -> np.ndarray:
-    x = np.asarray(actions.detach().cpu() if isinstance(actions, Tensor) else actions)
+    x = _as_array(actions)
     if x.ndim != 3 or x.shape[1:] != (chunk_size, action_dim):
         raise ValueError(f"actions must be (B, H={chunk_size}, D={action_dim}), got shape "
                          f"{tuple(x.shape)}")
@@ -93,37 +98,21 @@ def _check_actions(actions: Tensor | np.ndarray, chunk_size: int, action_dim: in
 
 
 class _Codec:
-    """Shared code-shape checks and token order (codes (B, N_c, C_h, C_a) flattened in order,
-    as :mod:`faster_ros.tokenizer.tokens`)."""
+    """Shared code checks and the policy's token order (:mod:`faster_ros.tokenizer.tokens`)."""
 
     config: CodecConfig
 
     def _check_codes(self, codes: Tensor | np.ndarray) -> Tensor:
-        cfg = self.config
-        c = codes if isinstance(codes, Tensor) else torch.as_tensor(np.asarray(codes))
-        if c.ndim != 4 or tuple(c.shape[1:]) != cfg.code_shape:
-            raise ValueError(f"codes must be (B, {', '.join(map(str, cfg.code_shape))}), got "
-                             f"shape {tuple(c.shape)}")
-        if c.is_floating_point() or c.dtype == torch.bool:
-            raise ValueError(f"codes must be integers, got {c.dtype}")
-        c = c.long()
-        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= cfg.codebook_size):
-            raise ValueError(f"codes out of range: must be in [0, {cfg.codebook_size}), got "
-                             f"min {int(c.min())}, max {int(c.max())}")
-        return c
+        return token_order.check_codes(codes, self.config.code_shape, self.config.codebook_size)
 
     def codes_to_tokens(self, codes: Tensor | np.ndarray) -> Tensor:
-        """codes (B, N_c, C_h, C_a) -> tokens (B, N)."""
-        c = self._check_codes(codes)
-        return c.reshape(len(c), -1)
+        """codes (B, N_c, C_h, C_a) -> tokens (B, N) in policy order (see tokens.py)."""
+        return token_order.codes_to_tokens(self._check_codes(codes))
 
     def tokens_to_codes(self, tokens: Tensor | np.ndarray) -> Tensor:
         """tokens (B, N) -> codes (B, N_c, C_h, C_a); inverse of codes_to_tokens."""
         t = tokens if isinstance(tokens, Tensor) else torch.as_tensor(np.asarray(tokens))
-        n = self.config.tokens_per_chunk
-        if t.ndim != 2 or t.shape[1] != n:
-            raise ValueError(f"tokens must be (B, {n}), got shape {tuple(t.shape)}")
-        return self._check_codes(t.reshape(len(t), *self.config.code_shape))
+        return self._check_codes(token_order.tokens_to_codes(t, *self.config.code_shape))
 
     def invalid_reasons(self, tokens: Tensor | np.ndarray) -> list[list[str]]:
         """Per row of tokens (B, N): why it does not decode to a chunk (empty: it does)."""
@@ -203,10 +192,10 @@ class FASTCodec(_Codec):
     def encode(self, actions: Tensor | np.ndarray) -> Tensor:
         """actions (B, H, D) -> codes (B, 1, 1, N): FAST ids then <pad>. A chunk whose list is
         longer than N raises (it could not be decoded from N tokens)."""
-        x = _check_actions(actions, self.config.chunk_size, self.config.action_dim)
+        lists = self.fast.encode(_as_array(actions))  # FASTTokenizer checks shape and NaN
         n = self.config.code_dims
-        out = np.full((len(x), n), self.pad_id, dtype=np.int64)
-        for i, ids in enumerate(self.fast.encode(x)):
+        out = np.full((len(lists), n), self.pad_id, dtype=np.int64)
+        for i, ids in enumerate(lists):
             if len(ids) > n:
                 raise ValueError(f"FAST: chunk {i} takes {len(ids)} tokens, more than this "
                                  f"codec's {n}")

@@ -213,19 +213,8 @@ class FASTerVQ(nn.Module):
 
     def _check_codes(self, codes: Tensor | np.ndarray) -> Tensor:
         cfg = self.config
-        c = codes if isinstance(codes, Tensor) else torch.from_numpy(np.asarray(codes))
-        expected = cfg.code_shape
-        if c.ndim != 4 or tuple(c.shape[1:]) != expected:
-            want = ", ".join(map(str, expected))
-            raise ValueError(f"codes must be (B, N_c, C_h, C_a) = (B, {want}), got shape "
-                             f"{tuple(c.shape)}")
-        if c.is_floating_point() or c.dtype == torch.bool:
-            raise ValueError(f"codes must be integers, got {c.dtype}")
-        c = c.to(device=self.normalizer.low.device, dtype=torch.long)
-        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= cfg.codebook_size):
-            raise ValueError(f"codes out of range: must be in [0, {cfg.codebook_size}), got "
-                             f"min {int(c.min())}, max {int(c.max())}")
-        return c
+        c = token_order.check_codes(codes, cfg.code_shape, cfg.codebook_size)
+        return c.to(device=self.normalizer.low.device)
 
     # ------------------------------------------------------------------ persistence
 

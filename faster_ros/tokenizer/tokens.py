@@ -15,6 +15,7 @@ Example, N_c = 2, C_h = 2, C_a = 2 (codes written as q t a)::
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor
@@ -35,6 +36,24 @@ def tokens_to_codes(tokens: Tensor, codebooks: int, code_horizon: int, code_dims
                          f"{codebooks}, C_h={code_horizon}, C_a={code_dims}; got shape "
                          f"{tuple(tokens.shape)}")
     return rearrange(tokens, "b (q t a) -> b q t a", q=codebooks, t=code_horizon, a=code_dims)
+
+
+def check_codes(codes: Tensor | np.ndarray, code_shape: tuple[int, int, int],
+                codebook_size: int) -> Tensor:
+    """codes (B, N_c, C_h, C_a) as a LongTensor, or ValueError naming the wrong shape, dtype or
+    the out-of-range values (codes must be in [0, codebook_size))."""
+    c = codes if isinstance(codes, Tensor) else torch.from_numpy(np.asarray(codes))
+    if c.ndim != 4 or tuple(c.shape[1:]) != tuple(code_shape):
+        want = ", ".join(map(str, code_shape))
+        raise ValueError(f"codes must be (B, N_c, C_h, C_a) = (B, {want}), got shape "
+                         f"{tuple(c.shape)}")
+    if c.is_floating_point() or c.dtype == torch.bool:
+        raise ValueError(f"codes must be integers, got {c.dtype}")
+    c = c.long()
+    if c.numel() and (int(c.min()) < 0 or int(c.max()) >= codebook_size):
+        raise ValueError(f"codes out of range: must be in [0, {codebook_size}), got "
+                         f"min {int(c.min())}, max {int(c.max())}")
+    return c
 
 
 def token_level(codebooks: int, code_horizon: int, code_dims: int) -> Tensor:
