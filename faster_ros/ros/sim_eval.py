@@ -221,17 +221,20 @@ def policy_facts(model: str) -> dict:
     if model.startswith("builtin:"):
         return {}
     from faster_ros.paths import model_path
+    from faster_ros.policy.action_codecs import CODEC_FILE, is_codec_dir
+    from faster_ros.policy.configuration import FASTerVLAConfig
 
     root = model_path(model)
-    cfg = json.loads((root / "config.json").read_text())
+    cfg = FASTerVLAConfig.load(root / "config.json")
     meta = json.loads((root / "policy.json").read_text())
     prov = meta.get("provenance", {})
     ref = meta.get("action_tokenizer", "")
-    codec = root / ref / "codec.json"
-    kind = json.loads(codec.read_text())["kind"] if ref and codec.is_file() else "fastervq"
+    codec = root / ref
+    kind = (json.loads((codec / CODEC_FILE).read_text())["kind"]
+            if ref and is_codec_dir(codec) else "fastervq")
     return {
         "action_tokens": kind,
-        "tokens_per_chunk": cfg["codebooks"] * cfg["code_horizon"] * cfg["code_dims"],
+        "tokens_per_chunk": cfg.tokens_per_chunk,
         "train_steps": prov.get("steps"),
         "train_wall_s": prov.get("wall_time_s"),
     }
