@@ -87,11 +87,13 @@ def test_fast_codec_pads_decodes_and_reports_failures():
 
 def test_fast_codec_refuses_a_chunk_longer_than_its_tokens():
     codec = FASTCodec.fit(smooth_chunks(200), vocab_size=256)
-    noisy = np.random.default_rng(1).uniform(-1, 1, (1, H, D)).astype(np.float32)
-    if len(codec.fast.encode(noisy)[0]) <= codec.config.tokens_per_chunk:
-        pytest.skip("white noise happened to fit in N tokens")
-    with pytest.raises(ValueError, match="more than this codec's"):
-        codec.encode(noisy)
+    chunk = smooth_chunks(1, seed=3)
+    length = len(codec.fast.encode(chunk)[0])
+    assert length > 1
+    short = FASTCodec(codec.fast, max_tokens=length - 1)  # the same FAST, one token too few
+    with pytest.raises(ValueError, match=f"takes {length} tokens, more than this codec's "
+                                         f"{length - 1}"):
+        short.encode(chunk)
 
 
 @pytest.mark.parametrize("kind", ["bins", "fast"])

@@ -20,8 +20,7 @@ SHIPPED = {
 
 @pytest.mark.parametrize("model", sorted(SHIPPED))
 def test_shipped_policy_matches_embodiment_and_predicts(model):
-    if not (data_dir("models") / model / "config.json").is_file():
-        pytest.skip(f"shipped policy {model} not present")
+    assert (data_dir("models") / model / "config.json").is_file(), f"{model} is not shipped"
     from faster_ros.policy import FASTerVLA
     from faster_ros.policy.action_codecs import BinningCodec, FASTCodec
 
