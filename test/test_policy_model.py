@@ -70,6 +70,30 @@ def test_save_pretrained_round_trip(tmp_path):
     assert float(la) == float(lb)
 
 
+def test_image_crop_selects_the_region_and_survives_save_load(tmp_path):
+    """The model sees only the configured region: a frame red inside the crop and blue outside
+    comes out all red; the crop is part of the saved config; a bad crop names the field."""
+    with pytest.raises(ValueError, match=r"image_crop .*got \(0\.5, 0\.0, 0\.2, 1\.0\)"):
+        FASTerVLAConfig.preset("debug", image_crop=(0.5, 0.0, 0.2, 1.0))
+    with pytest.raises(ValueError, match="image_crop"):
+        FASTerVLAConfig.preset("debug", image_crop=(0.0, 0.0, 1.0))
+    crop = (0.25, 0.125, 0.75, 0.875)
+    model = tiny_policy(image_crop=crop)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[..., 2] = 255  # blue outside
+    frame[60:180, 40:280] = (255, 0, 0)  # red exactly inside the crop
+    out = model.processor.resize(frame)
+    s = model.config.image_size
+    assert out.shape == (s, s, 3)
+    assert (out[..., 0] == 255).all() and (out[..., 2] == 0).all()
+    plain = tiny_policy().processor.resize(frame)
+    assert (plain[..., 2] > 0).any()  # without the crop the blue border is seen
+    model.save_pretrained(tmp_path)
+    loaded = FASTerVLA.from_pretrained(tmp_path, action_tokenizer=FakeTokenizer(model.config))
+    assert loaded.config.image_crop == crop
+    assert np.array_equal(loaded.processor.resize(frame), out)
+
+
 @pytest.mark.parametrize("family", ["paligemma", "smolvlm"])
 def test_load_backbone_real_from_pretrained(tmp_path, family):
     """A tiny checkpoint saved by transformers loads through from_pretrained(local_dir), with

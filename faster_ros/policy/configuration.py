@@ -95,6 +95,11 @@ class FASTerVLAConfig:
     backbone_path: str = ""
     image_size: int = 64
     patch_size: int = 8
+    # Region of each camera frame the model sees, as fractions (top, left, bottom, right) of its
+    # height and width, cropped before the resize to image_size x image_size; () = whole frame.
+    # Cuts what a fixed camera shows outside the workspace (LeRobot's crop_shape does the same
+    # for its diffusion policy): on ALOHA's top camera the table is 62% x 72% of the frame.
+    image_crop: tuple[float, ...] = ()
     pixel_shuffle: int = 2  # SmolVLM connector scale factor (image tokens / pixel_shuffle**2)
     vision_width: int = 96
     vision_layers: int = 2
@@ -167,6 +172,7 @@ class FASTerVLAConfig:
         set_(self, "cameras", tuple(str(c) for c in self.cameras))
         set_(self, "betas", tuple(float(b) for b in self.betas))
         set_(self, "state_history_s", tuple(float(x) for x in self.state_history_s))
+        set_(self, "image_crop", tuple(float(x) for x in self.image_crop))
         if self.backbone not in BACKBONES:
             raise ValueError(f"FASTerVLAConfig.backbone must be one of {BACKBONES}, got "
                              f"{self.backbone!r}")
@@ -188,6 +194,13 @@ class FASTerVLAConfig:
         if self.image_size % self.patch_size:
             raise ValueError(f"FASTerVLAConfig.patch_size {self.patch_size} does not divide "
                              f"image_size {self.image_size}")
+        if self.image_crop:
+            crop = self.image_crop
+            if len(crop) != 4 or not (0.0 <= crop[0] < crop[2] <= 1.0
+                                      and 0.0 <= crop[1] < crop[3] <= 1.0):
+                raise ValueError(f"FASTerVLAConfig.image_crop must be (top, left, bottom, right) "
+                                 f"fractions with top < bottom and left < right in [0, 1], got "
+                                 f"{crop!r}")
         if not 1 <= self.num_cameras <= 3:
             raise ValueError(f"FASTerVLAConfig.num_cameras must be 1..3, got {self.num_cameras}")
         if self.cameras and len(self.cameras) != self.num_cameras:

@@ -72,7 +72,9 @@ def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
     camera = find_camera(ep.frames, camera)
     path = None
     if cache_dir is not None:
-        key = hashlib.sha1(f"{ep.source}|{ep.name}|{camera}|{s}".encode()).hexdigest()[:16]
+        crop = processor.cfg.image_crop
+        tag = f"{ep.source}|{ep.name}|{camera}|{s}" + (f"|crop{list(crop)}" if crop else "")
+        key = hashlib.sha1(tag.encode()).hexdigest()[:16]
         path = Path(cache_dir) / f"{key}.npy"
         if path.is_file():
             frames = np.load(path)

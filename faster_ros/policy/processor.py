@@ -153,11 +153,18 @@ class PromptProcessor:
         return self.normalize(np.stack(out))
 
     def resize(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (S, S, 3) uint8 (area interpolation when shrinking)."""
+        """(H, W, 3) uint8 -> (S, S, 3) uint8: the config's ``image_crop`` (if any), then the
+        resize (area interpolation when shrinking)."""
         s = self.image_size
+        if self.cfg.image_crop:
+            h, w = frame.shape[:2]
+            top, left, bottom, right = self.cfg.image_crop
+            r0, r1 = int(round(top * h)), max(int(round(bottom * h)), int(round(top * h)) + 1)
+            c0, c1 = int(round(left * w)), max(int(round(right * w)), int(round(left * w)) + 1)
+            frame = frame[r0:r1, c0:c1]
         if frame.shape[:2] == (s, s):
             return frame
-        interp = cv2.INTER_AREA if frame.shape[0] > s else cv2.INTER_LINEAR
+        interp = cv2.INTER_AREA if min(frame.shape[:2]) > s else cv2.INTER_LINEAR
         return cv2.resize(frame, (s, s), interpolation=interp)
 
     @staticmethod

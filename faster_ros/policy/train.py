@@ -57,6 +57,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--block-size", type=int, default=None)
     p.add_argument("--image-size", type=int, default=None, help="camera frames resized to SxS")
+    p.add_argument("--image-crop", type=float, nargs=4, default=None,
+                   metavar=("TOP", "LEFT", "BOTTOM", "RIGHT"),
+                   help="region of each frame the model sees, fractions of height / width")
     p.add_argument("--state-history", type=float, nargs="*", default=None, metavar="SECONDS",
                    help="state-history lags in s: the prompt also holds s_t - s_(t-L) per lag")
     p.add_argument("--prior-hidden", type=int, default=None,
@@ -151,7 +154,8 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
                                  "relative_to_state": bool(prov.get("relative_to_state"))}
     for key, value in (("steps", args.steps), ("batch_size", args.batch_size),
                        ("learning_rate", args.lr), ("block_size", args.block_size),
-                       ("image_size", args.image_size)):
+                       ("image_size", args.image_size),
+                       ("image_crop", tuple(args.image_crop) if args.image_crop else None)):
         if value is not None:
             overrides[key] = value
     if args.backbone_path:
