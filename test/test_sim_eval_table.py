@@ -7,7 +7,8 @@ import pytest
 from policy_helpers import tiny_policy
 
 from faster_ros.policy.action_codecs import BinningCodec
-from faster_ros.ros.sim_eval import plot, policy_facts, summarize, table, wilson_interval
+from faster_ros.ros.sim_eval import plot, policy_facts, summarize, table
+from faster_ros.stats import wilson_interval
 
 
 def test_wilson_interval_known_values():

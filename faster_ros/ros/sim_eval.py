@@ -19,25 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from faster_ros.stats import wilson_interval
+
 STAGES = {"touched": 1, "lifted": 2, "left_touch": 3}  # gym-aloha reward reached
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def summarize(results: list[dict], latencies_ms: list[float], label: str, wall_s: float) -> dict:
