@@ -22,17 +22,13 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _binom_cdf(k: int, n: int, q: float) -> float:
-    """P(B <= k) for B ~ Binomial(n, q), summed in log space (n up to tens of thousands)."""
-    if k < 0:
-        return 0.0
-    if k >= n:
-        return 1.0
-    lq, l1q = math.log(q), math.log1p(-q)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lq
-             + (n - i) * l1q for i in range(k + 1)]
-    top = max(terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+def _binom_cdf(n: int, q: float) -> np.ndarray:
+    """P(B <= k) for k = 0..n, B ~ Binomial(n, q), from the log pmf (n up to tens of thousands)."""
+    k = np.arange(n + 1)
+    lgamma = np.vectorize(math.lgamma)
+    log_pmf = (lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1) + k * math.log(q)
+               + (n - k) * math.log1p(-q))
+    return np.minimum(np.cumsum(np.exp(log_pmf - log_pmf.max())) * math.exp(log_pmf.max()), 1.0)
 
 
 def quantile_interval(values: Sequence[float], q: float,
@@ -51,7 +47,7 @@ def quantile_interval(values: Sequence[float], q: float,
     alpha = (1 - confidence) / 2
     # lower rank l (1-based): the largest l with P(B <= l - 1) <= alpha
     # upper rank u: the smallest u with P(B <= u - 1) >= 1 - alpha
-    cdf = [_binom_cdf(k, n, q) for k in range(n + 1)]
+    cdf = _binom_cdf(n, q)
     lows = [r for r in range(1, n + 1) if cdf[r - 1] <= alpha]
     highs = [r for r in range(1, n + 1) if cdf[r - 1] >= 1 - alpha]
     if not lows or not highs:
