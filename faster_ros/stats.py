@@ -22,15 +22,6 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _binom_cdf(n: int, q: float) -> np.ndarray:
-    """P(B <= k) for k = 0..n, B ~ Binomial(n, q), from the log pmf (n up to tens of thousands)."""
-    k = np.arange(n + 1)
-    lgamma = np.vectorize(math.lgamma)
-    log_pmf = (lgamma(n + 1) - lgamma(k + 1) - lgamma(n - k + 1) + k * math.log(q)
-               + (n - k) * math.log1p(-q))
-    return np.minimum(np.cumsum(np.exp(log_pmf - log_pmf.max())) * math.exp(log_pmf.max()), 1.0)
-
-
 def quantile_interval(values: Sequence[float], q: float,
                       confidence: float = 0.95) -> tuple[float, float] | None:
     """Distribution-free interval for the q-quantile of the population ``values`` were drawn
@@ -45,11 +36,13 @@ def quantile_interval(values: Sequence[float], q: float,
     if n == 0:
         return None
     alpha = (1 - confidence) / 2
-    # lower rank l (1-based): the largest l with P(B <= l - 1) <= alpha
-    # upper rank u: the smallest u with P(B <= u - 1) >= 1 - alpha
-    cdf = _binom_cdf(n, q)
-    lows = [r for r in range(1, n + 1) if cdf[r - 1] <= alpha]
-    highs = [r for r in range(1, n + 1) if cdf[r - 1] >= 1 - alpha]
-    if not lows or not highs:
+    # cdf[i] = P(B <= i) for i = 0..n-1. The lower bound is x_(l) with l - 1 the largest i
+    # where cdf[i] <= alpha; the upper bound is x_(u) with u - 1 the smallest i where
+    # cdf[i] >= 1 - alpha (ranks 1-based, so x_(r) is x[r - 1] = x[i])
+    from scipy.stats import binom  # here: importing scipy.stats costs sim-eval's start-up
+
+    cdf = binom.cdf(np.arange(n), n, q)
+    lows, highs = np.nonzero(cdf <= alpha)[0], np.nonzero(cdf >= 1 - alpha)[0]
+    if not lows.size or not highs.size:
         return None
-    return float(x[max(lows) - 1]), float(x[min(highs) - 1])
+    return float(x[lows[-1]]), float(x[highs[0]])
