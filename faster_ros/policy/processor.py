@@ -159,9 +159,8 @@ class PromptProcessor:
         if self.cfg.image_crop:
             h, w = frame.shape[:2]
             top, left, bottom, right = self.cfg.image_crop
-            r0, r1 = int(round(top * h)), max(int(round(bottom * h)), int(round(top * h)) + 1)
-            c0, c1 = int(round(left * w)), max(int(round(right * w)), int(round(left * w)) + 1)
-            frame = frame[r0:r1, c0:c1]
+            r0, c0 = round(top * h), round(left * w)
+            frame = frame[r0:max(round(bottom * h), r0 + 1), c0:max(round(right * w), c0 + 1)]
         if frame.shape[:2] == (s, s):
             return frame
         interp = cv2.INTER_AREA if min(frame.shape[:2]) > s else cv2.INTER_LINEAR
