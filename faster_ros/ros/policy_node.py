@@ -115,7 +115,10 @@ class PolicyNode(LifecycleNode):
         self._trace = StageTrace(self.get_name())  # per-chunk stage times, when enabled
         self._woke = 0.0
         self._frame_arrived = threading.Event()  # any camera frame buffered
-        self._awaiting_frames = False
+        # from the wake-up of the worker until its observation is assembled: frames arriving
+        # then are decoded on arrival (a wrist frame that follows the reference frame by 1 ms
+        # used to stay compressed and be decoded inside the assembly, on the chunk's path)
+        self._inference_pending = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="faster_policy_worker",
@@ -220,7 +223,7 @@ class PolicyNode(LifecycleNode):
         ms per 640x360 JPEG) is not on the path from the newest input to the published chunk;
         the others stay compressed (decoding every frame of 3 cameras at 30 Hz would cost far
         more CPU than the policy uses)."""
-        if self._due_since is not None or self._awaiting_frames:
+        if self._due_since is not None or self._inference_pending:
             return True
         due_at = self._last_due_timer + self._replan_s
         return time.monotonic() >= due_at - self._prefetch_s
@@ -256,6 +259,7 @@ class PolicyNode(LifecycleNode):
         self._last_due_timer = now
         if self._due_since is not None and now - self._due_since >= self._replan_s:
             self._due_since = None
+            self._inference_pending = True
             self._wake.set()
         elif self._due_since is None:
             self._due_since = now
@@ -263,6 +267,7 @@ class PolicyNode(LifecycleNode):
     def _sample_arrived(self, name: str) -> None:
         if name == self._assembler.reference and self._due_since is not None:
             self._due_since = None
+            self._inference_pending = True
             self._wake.set()
 
     def _note_received(self, name: str, stamp: float, wall: float) -> None:
@@ -335,6 +340,7 @@ class PolicyNode(LifecycleNode):
                 continue
             self._wake.clear()
             if self._stop.is_set() or not self._active or self._policy is None:
+                self._inference_pending = False
                 continue
             self._await_frames()
             self._woke = time.time()
@@ -358,23 +364,22 @@ class PolicyNode(LifecycleNode):
         if not pending:
             return
         deadline = time.monotonic() + self._assembler.frame_wait_s(pending)
-        self._awaiting_frames = True
-        try:
-            while pending and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._frame_arrived.clear()
-                pending = self._assembler.cameras_pending(t)
-                if pending:
-                    self._frame_arrived.wait(left)
-        finally:
-            self._awaiting_frames = False
+        while pending and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._frame_arrived.clear()
+            pending = self._assembler.cameras_pending(t)
+            if pending:
+                self._frame_arrived.wait(left)
 
     def infer_once(self) -> bool:
         """Assemble an observation at the current time, run the policy, publish the chunk.
         Returns whether a chunk was published."""
-        result = self._assembler.assemble(now_s(self), self._instruction)
+        try:
+            result = self._assembler.assemble(now_s(self), self._instruction)
+        finally:
+            self._inference_pending = False
         assembled = time.time()
         self._ages = dict(result.ages)
         if result.observation is None:
