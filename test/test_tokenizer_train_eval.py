@@ -26,6 +26,24 @@ def npz(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def npz_state(tmp_path_factory):
+    """6 smooth 3-D episodes with a robot state that lags the action by one step."""
+    rng = np.random.default_rng(1)
+    acts, states = [], []
+    for e in range(6):
+        t = np.arange(40 + 3 * e)[:, None] / 30.0
+        a = np.sin(t * rng.uniform(0.5, 2, 3) + rng.uniform(0, 6, 3)) + 2.0 * e
+        a = a.astype(np.float32)
+        acts.append(a)
+        states.append(np.concatenate([a[:1], a[:-1]]))
+    path = tmp_path_factory.mktemp("data_state") / "toy_state.npz"
+    np.savez(path, actions=np.concatenate(acts), state=np.concatenate(states),
+             episode_ends=np.cumsum([len(a) for a in acts]), fps=np.float32(30.0),
+             names=np.array(["a", "b", "c"]))
+    return path
+
+
 def test_source_parsing_and_dim_map():
     s = Source.parse("x/y.npz:2.5@0,z,2")
     assert (str(s.path), s.ratio, s.dim_map) == ("x/y.npz", 2.5, (0, None, 2))
@@ -56,6 +74,56 @@ def test_split_by_episode_and_windows(npz):
     chunks = make_chunks(sp.train[:1], 16, 4)  # 40 steps -> starts 0, 4, ..., 24
     assert chunks.shape == (7, 16, 3)
     assert np.array_equal(chunks[1], sp.train[0][4:20])
+
+
+def test_state_relative_windows(npz, npz_state):
+    sp = load_split(Source(npz_state), 3, 0.34, relative=True)
+    assert len(sp.train_state) == len(sp.train) == 4 and len(sp.heldout_state) == 2
+    ep, state = sp.train[1], sp.train_state[1]
+    chunks = make_chunks([ep], 16, 5, anchors=[state])
+    for k, t in enumerate(range(0, len(ep) - 15, 5)):  # a_{t+k} - s_t, the anchor of its start
+        np.testing.assert_allclose(chunks[k], ep[t:t + 16] - state[t])
+    # the episodes' offsets (2 per episode) are gone: what is left is the motion in the window
+    assert np.abs(chunks).max() < 2.5 and np.abs(make_chunks([ep], 16, 5)).max() > 2.5
+    with pytest.raises(ValueError, match="episode .* has no robot state"):
+        load_split(Source(npz), 3, 0.2, relative=True)
+    with pytest.raises(ValueError, match="2 anchor arrays for 1 episodes"):
+        make_chunks([ep], 16, 5, anchors=[state, state])
+
+
+def test_relative_train_and_evaluate_tokenise_the_same_relative_chunks(npz_state, tmp_path):
+    """--relative-to-state is recorded in the model; evaluation then cuts relative chunks for
+    FASTerVQ and for the FAST baseline alike (FAST is fitted on relative training chunks)."""
+    _write_base_config(tmp_path / "cfg.json")
+    run = tmp_path / "run"
+    assert train.main(["--config", str(tmp_path / "cfg.json"), "--set", "codebook_size=16",
+                       "--data", str(npz_state), "--out", str(run), "--steps", "3",
+                       "--batch-size", "8", "--heldout-fraction", "0.34", "--init-chunks", "32",
+                       "--relative-to-state", "--no-progress"]) == 0
+    model = FASTerVQ.load(run / "model")
+    assert model.config.provenance["relative_to_state"] is True
+    rec = model.config.provenance["data"][0]
+    src = Source(npz_state)
+    held = evaluate.chunks_of(model, src, rec["heldout_episodes"], 4, align_end=True)
+    acts, states = _episodes(npz_state)
+    want = make_chunks(acts[4:], 16, 4, align_end=True, anchors=states[4:])
+    np.testing.assert_allclose(held, want)
+    np.testing.assert_allclose(evaluate.training_chunks(model, 2),
+                               make_chunks(acts[:4], 16, 2, anchors=states[:4]))
+    out = tmp_path / "eval"
+    assert evaluate.main(["--model", str(run / "model"), "--data", str(npz_state), "--out",
+                          str(out), "--fast-vocab", "256", "--fast-scale", "4", "--samples",
+                          "1"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["relative_to_state"] is True and report["chunks"] == len(want)
+    assert "relative" in report["table"]
+
+
+def _episodes(path):
+    d = np.load(path)
+    starts = np.r_[0, d["episode_ends"][:-1]]
+    return ([d["actions"][a:b] for a, b in zip(starts, d["episode_ends"])],
+            [d["state"][a:b] for a, b in zip(starts, d["episode_ends"])])
 
 
 def test_train_resume_evaluate(npz, tmp_path):

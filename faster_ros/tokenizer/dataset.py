@@ -13,7 +13,8 @@ written ``PATH[:RATIO][@MAP]``:
 Whole episodes are held out (the last ``heldout_fraction`` of each source, in file order), and the
 split is recorded by episode name so evaluation never touches training episodes. Chunks are
 sliding windows inside one episode (stride configurable), never crossing episode ends, never
-padded.
+padded. State-relative chunks (``anchors``: a_{t+k} - s_t, openpi's ``DeltaActions``) need the
+robot state beside the actions, mapped like them.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ class SourceSplit:
     train_names: list[str]
     heldout_names: list[str]
     val_names: list[str] = field(default_factory=list)
+    # mapped (T, D) robot states beside the episodes, for state-relative chunks (else None)
+    train_state: list[np.ndarray] | None = None
+    heldout_state: list[np.ndarray] | None = None
 
     def record(self) -> dict[str, Any]:
         """What goes into VQConfig.provenance: the split by episode name."""
@@ -120,8 +124,10 @@ class SourceSplit:
                 "heldout_episodes": self.heldout_names}
 
 
-def load_split(source: Source, action_dim: int, heldout_fraction: float) -> SourceSplit:
-    """Read ``source`` and hold out its last ``heldout_fraction`` episodes."""
+def load_split(source: Source, action_dim: int, heldout_fraction: float,
+               relative: bool = False) -> SourceSplit:
+    """Read ``source`` and hold out its last ``heldout_fraction`` episodes; ``relative``: also
+    the mapped states, for state-relative chunks."""
     episodes = read_episodes(source.path)
     if not episodes:
         raise ValueError(f"{source.path}: no episodes")
@@ -131,13 +137,32 @@ def load_split(source: Source, action_dim: int, heldout_fraction: float) -> Sour
     if width != action_dim:
         raise ValueError(f"{source.path}: episodes have {width} action dims after mapping, the "
                          f"tokenizer takes {action_dim} (give a dimension map with @...)")
-    return SourceSplit(source, float(episodes[0].fps), [arrays[e.name] for e in train],
-                       [arrays[e.name] for e in held], [e.name for e in train],
-                       [e.name for e in held])
+    split = SourceSplit(source, float(episodes[0].fps), [arrays[e.name] for e in train],
+                        [arrays[e.name] for e in held], [e.name for e in train],
+                        [e.name for e in held])
+    if relative:
+        states = {ep.name: _mapped_state(source, ep) for ep in episodes}
+        split.train_state = [states[e.name] for e in train]
+        split.heldout_state = [states[e.name] for e in held]
+    return split
 
 
-def select_episodes(source: Source, names: list[str] | None) -> list[np.ndarray]:
-    """The mapped episodes of ``source`` whose names are in ``names`` (all when None)."""
+def _mapped_state(source: Source, episode) -> np.ndarray:
+    """The episode's robot state on the action layout (the same dimension map)."""
+    if episode.state is None:
+        raise ValueError(f"{source.path}: episode {episode.name} has no robot state; "
+                         f"state-relative chunks need it beside the actions")
+    if episode.state.shape != episode.actions.shape:
+        raise ValueError(f"{source.path}: episode {episode.name}: state {episode.state.shape} "
+                         f"and actions {episode.actions.shape} differ in shape; state-relative "
+                         f"chunks need the state on the action layout")
+    return apply_dim_map(episode.state, source.dim_map)
+
+
+def select_episodes(source: Source, names: list[str] | None, relative: bool = False
+                    ) -> list[np.ndarray] | tuple[list[np.ndarray], list[np.ndarray]]:
+    """The mapped episodes of ``source`` whose names are in ``names`` (all when None);
+    ``relative``: (episodes, their mapped states)."""
     episodes = read_episodes(source.path)
     if names is not None:
         wanted = set(names)
@@ -145,14 +170,22 @@ def select_episodes(source: Source, names: list[str] | None) -> list[np.ndarray]
         missing = wanted - {e.name for e in episodes}
         if missing:
             raise ValueError(f"{source.path}: episodes {sorted(missing)[:3]} not found")
-    return [apply_dim_map(e.actions, source.dim_map) for e in episodes]
+    actions = [apply_dim_map(e.actions, source.dim_map) for e in episodes]
+    if relative:
+        return actions, [_mapped_state(source, e) for e in episodes]
+    return actions
 
 
 def make_chunks(episodes: list[np.ndarray], chunk_size: int, stride: int = 1,
-                align_end: bool = False) -> np.ndarray:
-    """Sliding windows (N, H, D) float32 of every episode; episodes shorter than H give none."""
-    windows = [w for ep in episodes
-               for _, w in chunk_windows(ep, chunk_size, stride, align_end=align_end)]
+                align_end: bool = False, anchors: list[np.ndarray] | None = None) -> np.ndarray:
+    """Sliding windows (N, H, D) float32 of every episode; episodes shorter than H give none.
+    ``anchors`` (per episode, (T, D), e.g. the robot state): each window a_t .. a_{t+H-1}
+    becomes a_{t+k} - anchor_t (state-relative chunks)."""
+    if anchors is not None and len(anchors) != len(episodes):
+        raise ValueError(f"make_chunks: {len(anchors)} anchor arrays for {len(episodes)} episodes")
+    windows = [w if anchors is None else w - anchors[e][t]
+               for e, ep in enumerate(episodes)
+               for t, w in chunk_windows(ep, chunk_size, stride, align_end=align_end)]
     if not windows:
         dim = episodes[0].shape[1] if episodes else 0
         return np.zeros((0, chunk_size, dim), dtype=np.float32)

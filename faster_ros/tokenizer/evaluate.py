@@ -7,7 +7,9 @@
 ``--split heldout`` takes, for a source the model was trained on, exactly the episodes its
 config records as held out (never trained on); a source the model never saw is used whole.
 FAST (DCT + scale + BPE, vocabularies 1024 and 2048 by default) is fitted on the model's own
-training episodes. Writes ``report.json`` and ``recon.png`` (ground truth vs reconstructions with
+training episodes. A model trained with ``--relative-to-state`` is evaluated on state-relative
+chunks (a_{t+k} - s_t), and FAST is fitted and scored on the same relative chunks. Writes
+``report.json`` and ``recon.png`` (ground truth vs reconstructions with
 the 0.01 band, like FASTer Fig. 14) and prints the side-by-side table.
 
 Reported per tokenizer: VRR at sigma 1e-3 / 1e-2 per element (physical units of each dimension)
@@ -54,12 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def is_relative(model: FASTerVQ) -> bool:
+    """Whether the model tokenises state-relative chunks (a_{t+k} - s_t)."""
+    return bool(model.config.provenance.get("relative_to_state"))
+
+
+def chunks_of(model: FASTerVQ, source: Source, names: list[str] | None, stride: int,
+              align_end: bool = False) -> np.ndarray:
+    """The chunks the model tokenises from these episodes of ``source``: absolute windows, or
+    state-relative ones for a relative model (for FAST too, so both see the same values)."""
+    if is_relative(model):
+        episodes, states = select_episodes(source, names, relative=True)
+        return make_chunks(episodes, model.config.chunk_size, stride, align_end, anchors=states)
+    return make_chunks(select_episodes(source, names), model.config.chunk_size, stride,
+                       align_end)
+
+
 def episodes_for(model: FASTerVQ, source: Source, split: str
-                 ) -> tuple[list[np.ndarray], str, Source]:
-    """Episodes of ``source`` for ``split`` and a note saying where the split came from."""
+                 ) -> tuple[list[str] | None, str, Source]:
+    """Names of the episodes of ``source`` for ``split`` (None: all) and a note saying where the
+    split came from."""
     rec = find_record(model.config.provenance, source.path)
     if rec is None:
-        return select_episodes(source, None), "source not in training data: all episodes", source
+        return None, "source not in training data: all episodes", source
     if source.dim_map is None and "@" in rec["spec"]:
         source = Source(source.path, source.ratio, Source.parse(rec["spec"]).dim_map)
     val = rec.get("val_episodes", [])
@@ -68,7 +87,7 @@ def episodes_for(model: FASTerVQ, source: Source, split: str
              "all": None}[split]
     if names is not None and not names:
         raise SystemExit(f"{source.path}: the model records no {split} episodes")
-    return select_episodes(source, names), f"{split} episodes recorded in the model config", source
+    return names, f"{split} episodes recorded in the model config", source
 
 
 def training_chunks(model: FASTerVQ, stride: int) -> np.ndarray:
@@ -78,7 +97,7 @@ def training_chunks(model: FASTerVQ, stride: int) -> np.ndarray:
         source = Source.parse(rec["spec"])
         val = set(rec.get("val_episodes", []))
         names = [n for n in rec["train_episodes"] if n not in val]
-        parts.append(make_chunks(select_episodes(source, names), model.config.chunk_size, stride))
+        parts.append(chunks_of(model, source, names, stride))
     if not parts:
         raise SystemExit("the model config records no training data: cannot fit FAST")
     return np.concatenate(parts)
@@ -172,14 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     stride = args.stride or max(1, cfg.chunk_size // 4)
     chunks, notes = [], {}
     for text in args.data:
-        episodes, note, source = episodes_for(model, Source.parse(text), args.split)
-        notes[str(source.path)] = {"note": note, "episodes": len(episodes)}
-        chunks.append(make_chunks(episodes, cfg.chunk_size, stride, align_end=True))
+        names, note, source = episodes_for(model, Source.parse(text), args.split)
+        part = chunks_of(model, source, names, stride, align_end=True)
+        notes[str(source.path)] = {"note": note, "chunks": len(part),
+                                   "episodes": "all" if names is None else len(names)}
+        chunks.append(part)
     gt = np.concatenate(chunks)
     if len(gt) == 0:
         raise SystemExit("no evaluation chunk (episodes shorter than the chunk?)")
     report: dict[str, Any] = {"model": str(args.model), "split": args.split,
                               "data": notes, "stride": stride, "chunks": len(gt),
+                              "relative_to_state": is_relative(model),
                               "chunk_shape": list(gt.shape[1:])}
     report["fastervq"], recon_vq = evaluate_vq(model, gt)
     train = training_chunks(model, args.fast_stride) if args.fast_vocab else None
@@ -214,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                          title=f"{args.model} ({args.split}): ground truth (red, 0.01 band)")
     ok = {k: v for k, v in report["fast"].items() if "error" not in v}
     table = summary_table({"fastervq": report["fastervq"], "fast": ok})
+    if is_relative(model):
+        table = ("state-relative chunks (a_{t+k} - s_t) for every tokenizer; errors in the "
+                 "actions' own units\n" + table)
     report["table"] = table
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(table)

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--stride", type=int, help="sliding-window stride over episodes")
     p.add_argument("--heldout-fraction", type=float)
+    p.add_argument("--relative-to-state", action="store_true",
+                   help="tokenise state-relative chunks a_{t+k} - s_t (openpi's DeltaActions; "
+                        "the data must carry the robot state on the action layout); recorded "
+                        "as provenance.relative_to_state, which policies check")
     p.add_argument("--val-fraction", type=float, default=0.0,
                    help="share of TRAINING episodes kept for validation (hyper-parameter tuning)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -161,28 +165,38 @@ class ChunkSampler:
         return torch.from_numpy(self.data[np.minimum(idx, len(self.data) - 1)])
 
 
-def load_data(cfg: VQConfig, sources: list[Source], val_fraction: float):
-    """Split every source by episode; returns splits, train chunks, validation chunks."""
-    splits = [load_split(s, cfg.action_dim, cfg.heldout_fraction) for s in sources]
+def load_data(cfg: VQConfig, sources: list[Source], val_fraction: float,
+              relative: bool = False):
+    """Split every source by episode; returns splits, train chunks, validation chunks and the
+    training frames the normaliser is fitted on (with ``relative``: the values of the
+    state-relative training chunks, which is what the model sees)."""
+    splits = [load_split(s, cfg.action_dim, cfg.heldout_fraction, relative) for s in sources]
     train_chunks, val_chunks, train_frames = [], [], []
     for sp in splits:
-        train_eps, val_eps = _carve(sp, val_fraction)
-        train_frames.extend(train_eps)
-        train_chunks.append(make_chunks(train_eps, cfg.chunk_size, cfg.stride))
-        if val_eps:
-            val_chunks.append(make_chunks(val_eps, cfg.chunk_size, max(1, cfg.chunk_size // 4)))
+        n_train = _carve(sp, val_fraction)
+        anchors = sp.train_state if relative else None
+        train_eps = sp.train[:n_train]
+        chunks = make_chunks(train_eps, cfg.chunk_size, cfg.stride,
+                             anchors=anchors[:n_train] if relative else None)
+        train_chunks.append(chunks)
+        train_frames.extend([chunks.reshape(-1, cfg.action_dim)] if relative else train_eps)
+        if n_train < len(sp.train):
+            val_chunks.append(make_chunks(sp.train[n_train:], cfg.chunk_size,
+                                          max(1, cfg.chunk_size // 4),
+                                          anchors=anchors[n_train:] if relative else None))
         if len(train_chunks[-1]) == 0:
             raise ValueError(f"{sp.source.path}: no training chunk of {cfg.chunk_size} steps")
     val = np.concatenate(val_chunks) if val_chunks else None
     return splits, train_chunks, val, np.concatenate(train_frames)
 
 
-def _carve(sp: SourceSplit, val_fraction: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The last val_fraction of the training episodes become validation episodes."""
+def _carve(sp: SourceSplit, val_fraction: float) -> int:
+    """The last val_fraction of the training episodes become validation episodes; returns how
+    many training episodes remain for training."""
     n = len(sp.train)
     k = 0 if val_fraction <= 0 or n < 2 else min(n - 1, max(1, round(val_fraction * n)))
     sp.val_names = sp.train_names[n - k:]
-    return sp.train[:n - k], sp.train[n - k:]
+    return n - k
 
 
 @torch.no_grad()
@@ -223,11 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.replace(steps=steps) if steps else cfg
     env = Distributed()
     sources = [Source.parse(t) for t in args.data]
-    splits, train_chunks, val, frames = load_data(cfg, sources, args.val_fraction)
+    relative = args.relative_to_state or bool(cfg.provenance.get("relative_to_state"))
+    splits, train_chunks, val, frames = load_data(cfg, sources, args.val_fraction, relative)
     cfg = cfg.replace(provenance={
         "data": [sp.record() | {"val_episodes": sp.val_names} for sp in splits],
         "train_chunks": int(sum(len(c) for c in train_chunks)),
-    })
+    } | ({"relative_to_state": True} if relative else {}))
     torch.manual_seed(cfg.seed + env.rank)
     model = FASTerVQ(cfg)
     limits = None
@@ -235,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         from faster_ros.embodiment import load_embodiment
 
         emb = load_embodiment(args.embodiment)
-        limits = (emb.lower, emb.upper)
+        # a relative value spans at most the joint range either way
+        limits = (emb.lower - emb.upper, emb.upper - emb.lower) if relative else (
+            emb.lower, emb.upper)
     constant = model.fit_normalizer(frames, limits)
     if constant and env.main:
         print(f"dimensions constant in the training data, normalised by the embodiment limits: "
