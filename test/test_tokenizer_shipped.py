@@ -27,7 +27,8 @@ def test_configs_name_the_shipped_tokenizers():
     assert (data_dir("models") / "g1_inspire_vq" / "config.json").is_file()
 
 
-@pytest.mark.parametrize("embodiment,name", NAMED + [("g1_inspire", "g1_inspire_vq")])
+@pytest.mark.parametrize("embodiment,name", NAMED + [("g1_inspire", "g1_inspire_vq"),
+                                                    ("g1_inspire", "g1_inspire_rel_vq")])
 def test_shipped_model_loads_and_round_trips(embodiment, name):
     emb = load_embodiment(embodiment)
     tok = FASTerVQ.load(name, embodiment=emb)  # checks shapes, groups, K, dim names
@@ -81,6 +82,35 @@ def test_shipped_model_on_heldout_episodes(name, data, min_vrr, max_rel_mae):
     err = np.abs(tok.decode(tok.encode(chunks)).numpy() - chunks)
     assert float((err < 0.01).mean()) >= min_vrr  # VRR(0.01) per element, physical units
     assert float((err / tok.normalizer.half_range.numpy()).mean()) <= max_rel_mae
+
+
+def test_relative_g1_tokenizer_beats_fast_on_the_same_relative_chunks():
+    """The issue's compression target on state-relative chunks: on held-out episodes FASTerVQ
+    (78 tokens) is at least as accurate as FAST (DCT + BPE fitted on the same training
+    episodes) while FAST needs at least twice the tokens. Three held-out episodes here (all ten:
+    models/g1_inspire_rel_vq/README.md)."""
+    from faster_ros.tokenizer import evaluate
+    from faster_ros.tokenizer.fast_baseline import FASTTokenizer
+
+    tok = FASTerVQ.load("g1_inspire_rel_vq", embodiment="g1_inspire")
+    assert tok.config.provenance["relative_to_state"] is True
+    if not G1_NPZ.is_file():
+        pytest.skip("shared data not present")
+    rec = find_record(tok.config.provenance, G1_NPZ)
+    src = Source.parse(rec["spec"])
+    held = evaluate.chunks_of(tok, src, rec["heldout_episodes"][:3], 8)
+    assert len(held) > 100
+    vq_err = np.abs(tok.decode(tok.encode(held)).numpy() - held)
+    vq_vrr = float((vq_err < 0.01).mean())
+    assert vq_vrr >= 0.99
+    fast = FASTTokenizer(32, 26, vocab_size=2048, scale=15).fit(evaluate.training_chunks(tok, 4))
+    tokens = fast.encode(held)
+    decoded = fast.decode(tokens)
+    fast_vrr = float((np.abs(decoded.actions - held) < 0.01).mean())
+    fast_tokens = float(np.mean([len(t) for t in tokens]))
+    # measured on these 3 episodes (135 chunks): FASTerVQ 0.9956 with 78 tokens, FAST 0.9884
+    # with 214.5
+    assert fast_vrr <= vq_vrr and fast_tokens >= 2 * tok.config.tokens_per_chunk
 
 
 def test_bundled_policy_tokenizer_still_loads():
