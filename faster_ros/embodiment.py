@@ -58,7 +58,9 @@ class Dimension:
     joint speed limit for positions, an acceleration limit for velocities). ``joint`` is the name
     under which the robot reports it in its joint states (None for velocities);
     ``max_seam_jump`` bounds a jump between consecutive commands in this dimension's unit
-    (default: ``control.max_seam_jump``)."""
+    (default: ``control.max_seam_jump``). ``home`` is the robot's nominal start value, where the
+    mock robot starts without a recording (like ros2_control mock hardware's ``initial_value``;
+    default: the middle of the limits, 0 for velocities)."""
 
     name: str
     unit: str
@@ -68,6 +70,7 @@ class Dimension:
     max_rate: float
     joint: str | None
     max_seam_jump: float | None = None  # overrides control.max_seam_jump (in this unit)
+    home: float | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,14 @@ class Embodiment:
     def is_velocity(self) -> np.ndarray:
         return np.array([d.kind == "velocity" for d in self.dimensions], dtype=bool)
 
+    @property
+    def home(self) -> np.ndarray:
+        """(D,) nominal start values: each dimension's ``home``, else the middle of its limits
+        (0 for velocities)."""
+        return np.array([d.home if d.home is not None else
+                         0.0 if d.kind == "velocity" else 0.5 * (d.lower + d.upper)
+                         for d in self.dimensions], dtype=np.float64)
+
     def index(self, name: str) -> int:
         return self.dim_names.index(name)
 
@@ -408,8 +419,8 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
     dims: list[Dimension] = []
     seen: set[str] = set()
     for r in top.items("dimensions", allow_empty="end_effectors" in top.data):
-        r.mapping({"name", "unit", "kind", "limits", "max_rate", "joint", "max_seam_jump"},
-                  {"name", "limits"})
+        r.mapping({"name", "unit", "kind", "limits", "max_rate", "joint", "max_seam_jump",
+                   "home"}, {"name", "limits"})
         name = r.get("name", str)
         if name in seen:
             raise r.fail(f"duplicate dimension name {name!r}", "name")
@@ -427,6 +438,11 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
             raise r.fail(f"inverted limits: lower {lower} >= upper {upper}", "limits")
         default_joint = name if kind == "position" else None
         joint = r.get("joint", (str, type(None)), default_joint)
+        home = r.get("home", (int, float, type(None)), None)
+        if home is not None and kind == "velocity":
+            raise r.fail("a velocity dimension starts at 0: home is for positions", "home")
+        if home is not None and (isinstance(home, bool) or not lower <= float(home) <= upper):
+            raise r.fail(f"home {home!r} is outside the limits [{lower}, {upper}]", "home")
         dims.append(
             Dimension(
                 name=name,
@@ -437,6 +453,7 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
                 max_rate=r.positive("max_rate"),
                 joint=joint,
                 max_seam_jump=r.positive("max_seam_jump", float, None),
+                home=None if home is None else float(home),
             )
         )
     return tuple(dims)

@@ -90,6 +90,10 @@ BAD = [
      r"joint_inputs\[1\]\.joints: joint 'left_arm_joint1' is read from two inputs"),
     ("block larger than a chunk's tokens", _mutate("policy.block_size", 500),
      r"policy\.block_size: block_size 500 exceeds the 126 tokens of one chunk"),
+    ("home outside the limits", _mutate("dimensions[0].home", 9.0),
+     r"dimensions\[0\]\.home: home 9\.0 is outside the limits"),
+    ("home of a velocity", _mutate("dimensions[18].home", 0.1),
+     r"dimensions\[18\]\.home: a velocity dimension starts at 0: home is for positions"),
     ("limits not numbers", _mutate("dimensions[2].limits", ["low", "high"]),
      r"dimensions\[2\]\.limits: expected \[lower, upper\], got \['low', 'high'\]"),
 ]
@@ -100,6 +104,18 @@ def test_bad_config_names_file_field_and_value(label, data, pattern):
     with pytest.raises(EmbodimentConfigError, match=pattern) as info:
         parse_embodiment(data, "config/broken.yaml")
     assert str(info.value).startswith("config/broken.yaml: ")
+
+
+def test_home_pose_from_the_config_else_mid_limits():
+    g1 = load_embodiment("g1_inspire")
+    homes = {d["name"]: d["home"] for d in shipped("g1_inspire")["dimensions"]}
+    np.testing.assert_allclose(g1.home, [homes[n] for n in g1.dim_names])
+    assert np.all((g1.home >= g1.lower) & (g1.home <= g1.upper))
+    wbc = load_embodiment("r1lite_wbc")  # no home given: mid-limits, velocities at rest
+    want = np.where(wbc.is_velocity, 0.0, 0.5 * (wbc.lower + wbc.upper))
+    np.testing.assert_allclose(wbc.home, want)
+    one = parse_embodiment(_mutate("dimensions[0].home", 0.25), "x.yaml")
+    assert one.home[0] == 0.25 and np.allclose(one.home[1:], want[1:])
 
 
 def test_bad_config_file_on_disk_names_the_path(tmp_path):

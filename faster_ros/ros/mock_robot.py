@@ -59,8 +59,7 @@ class MockRobotNode(Node):
             space = CommandSpace(self._emb)
             self._emb, self._slots = space.embodiment, space.slots
         emb = self._emb
-        self._x = 0.5 * (emb.lower + emb.upper)  # simulated action-space state
-        self._x[emb.is_velocity] = 0.0
+        self._x = emb.home  # simulated action-space state: the config's home, else mid-limits
         for slot in self._slots:
             self._x[list(slot.quaternion)] = rot.IDENTITY
         self._pose_pubs = {s.name: self.create_publisher(
