@@ -5,7 +5,7 @@ assembly used to stay compressed (bench_runtime: assembly p95 2.42 ms; 1.10 ms s
 
 import threading
 import time
-from types import SimpleNamespace
+from types import MethodType, SimpleNamespace
 
 from faster_ros.ros.policy_node import PolicyNode
 
@@ -15,7 +15,9 @@ def _node(**kw):
     fields = dict(_due_since=None, _inference_pending=False, _last_due_timer=now, _replan_s=0.5,
                   _prefetch_s=2.5 / 30, _assembler=SimpleNamespace(reference="head"),
                   _wake=threading.Event())
-    return SimpleNamespace(**(fields | kw))
+    node = SimpleNamespace(**(fields | kw))
+    node._start_inference = MethodType(PolicyNode._start_inference, node)
+    return node
 
 
 def test_frames_between_the_wake_up_and_the_assembly_are_decoded_on_arrival():

@@ -258,17 +258,20 @@ class PolicyNode(LifecycleNode):
         now = time.monotonic()
         self._last_due_timer = now
         if self._due_since is not None and now - self._due_since >= self._replan_s:
-            self._due_since = None
-            self._inference_pending = True
-            self._wake.set()
+            self._start_inference()
         elif self._due_since is None:
             self._due_since = now
 
     def _sample_arrived(self, name: str) -> None:
         if name == self._assembler.reference and self._due_since is not None:
-            self._due_since = None
-            self._inference_pending = True
-            self._wake.set()
+            self._start_inference()
+
+    def _start_inference(self) -> None:
+        """The replan is no longer due: wake the worker, and decode the frames arriving until
+        it has assembled its observation."""
+        self._due_since = None
+        self._inference_pending = True
+        self._wake.set()
 
     def _note_received(self, name: str, stamp: float, wall: float) -> None:
         """Wall time each input sample arrived, for the stack's overhead figure."""
