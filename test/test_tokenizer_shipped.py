@@ -10,8 +10,8 @@ from _paths import G1_NPZ, REPO_ROOT, SHARED_DATA
 
 from faster_ros.embodiment import load_embodiment
 from faster_ros.paths import data_dir
-from faster_ros.tokenizer import FASTerVQ
-from faster_ros.tokenizer.dataset import Source, find_record, make_chunks, select_episodes
+from faster_ros.tokenizer import FASTerVQ, evaluate
+from faster_ros.tokenizer.dataset import Source, find_record
 
 torch.set_num_threads(1)
 
@@ -53,15 +53,16 @@ def test_shipped_model_loads_and_round_trips(embodiment, name):
 
 def heldout_chunks(tok: FASTerVQ, path: Path, episodes: int) -> np.ndarray:
     """Chunks of the first ``episodes`` held-out episodes the model's config records for
-    ``path`` (never trained on), mapped the way they were at training."""
+    ``path`` (never trained on), mapped the way they were at training. Skips where the shared
+    data is absent (a clone without ../shared)."""
     rec = find_record(tok.config.provenance, path)
     assert rec is not None, f"{path.name} is not in the model's training data"
     held, train = rec["heldout_episodes"], set(rec["train_episodes"])
     assert held and not set(held) & train
     if not path.is_file():
         pytest.skip("shared data not present")
-    eps = select_episodes(Source.parse(rec["spec"]), held[:episodes])
-    return make_chunks(eps, tok.config.chunk_size, 8)
+    # relative chunks for a relative_to_state model, as its evaluation cuts them
+    return evaluate.chunks_of(tok, Source.parse(rec["spec"]), held[:episodes], 8)
 
 
 G1_ASAP = SHARED_DATA / "actions" / "asap_g1_23dof_30hz.npz"
@@ -89,16 +90,11 @@ def test_relative_g1_tokenizer_beats_fast_on_the_same_relative_chunks():
     (78 tokens) is at least as accurate as FAST (DCT + BPE fitted on the same training
     episodes) while FAST needs at least twice the tokens. Three held-out episodes here (all ten:
     models/g1_inspire_rel_vq/README.md)."""
-    from faster_ros.tokenizer import evaluate
     from faster_ros.tokenizer.fast_baseline import FASTTokenizer
 
     tok = FASTerVQ.load("g1_inspire_rel_vq", embodiment="g1_inspire")
     assert tok.config.provenance["relative_to_state"] is True
-    if not G1_NPZ.is_file():
-        pytest.skip("shared data not present")
-    rec = find_record(tok.config.provenance, G1_NPZ)
-    src = Source.parse(rec["spec"])
-    held = evaluate.chunks_of(tok, src, rec["heldout_episodes"][:3], 8)
+    held = heldout_chunks(tok, G1_NPZ, 3)
     assert len(held) > 100
     vq_err = np.abs(tok.decode(tok.encode(held)).numpy() - held)
     vq_vrr = float((vq_err < 0.01).mean())

@@ -61,15 +61,21 @@ def is_relative(model: FASTerVQ) -> bool:
     return bool(model.config.provenance.get("relative_to_state"))
 
 
+def load_episodes(model: FASTerVQ, source: Source, names: list[str] | None
+                  ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """The mapped episodes of ``source`` named ``names`` (None: all) and, for a relative model,
+    their mapped states (the chunks' anchors; else None)."""
+    if is_relative(model):
+        return select_episodes(source, names, relative=True)
+    return select_episodes(source, names), None
+
+
 def chunks_of(model: FASTerVQ, source: Source, names: list[str] | None, stride: int,
               align_end: bool = False) -> np.ndarray:
     """The chunks the model tokenises from these episodes of ``source``: absolute windows, or
     state-relative ones for a relative model (for FAST too, so both see the same values)."""
-    if is_relative(model):
-        episodes, states = select_episodes(source, names, relative=True)
-        return make_chunks(episodes, model.config.chunk_size, stride, align_end, anchors=states)
-    return make_chunks(select_episodes(source, names), model.config.chunk_size, stride,
-                       align_end)
+    episodes, states = load_episodes(model, source, names)
+    return make_chunks(episodes, model.config.chunk_size, stride, align_end, anchors=states)
 
 
 def episodes_for(model: FASTerVQ, source: Source, split: str
@@ -192,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     chunks, notes = [], {}
     for text in args.data:
         names, note, source = episodes_for(model, Source.parse(text), args.split)
-        part = chunks_of(model, source, names, stride, align_end=True)
-        notes[str(source.path)] = {"note": note, "chunks": len(part),
-                                   "episodes": "all" if names is None else len(names)}
+        episodes, states = load_episodes(model, source, names)
+        part = make_chunks(episodes, cfg.chunk_size, stride, align_end=True, anchors=states)
+        notes[str(source.path)] = {"note": note, "episodes": len(episodes), "chunks": len(part)}
         chunks.append(part)
     gt = np.concatenate(chunks)
     if len(gt) == 0:

@@ -173,17 +173,17 @@ def load_data(cfg: VQConfig, sources: list[Source], val_fraction: float,
     splits = [load_split(s, cfg.action_dim, cfg.heldout_fraction, relative) for s in sources]
     train_chunks, val_chunks, train_frames = [], [], []
     for sp in splits:
-        n_train = _carve(sp, val_fraction)
-        anchors = sp.train_state if relative else None
-        train_eps = sp.train[:n_train]
+        n = _carve(sp, val_fraction)
+        states = sp.train_state  # None unless relative
+        train_eps = sp.train[:n]
         chunks = make_chunks(train_eps, cfg.chunk_size, cfg.stride,
-                             anchors=anchors[:n_train] if relative else None)
+                             anchors=None if states is None else states[:n])
         train_chunks.append(chunks)
         train_frames.extend([chunks.reshape(-1, cfg.action_dim)] if relative else train_eps)
-        if n_train < len(sp.train):
-            val_chunks.append(make_chunks(sp.train[n_train:], cfg.chunk_size,
+        if n < len(sp.train):
+            val_chunks.append(make_chunks(sp.train[n:], cfg.chunk_size,
                                           max(1, cfg.chunk_size // 4),
-                                          anchors=anchors[n_train:] if relative else None))
+                                          anchors=None if states is None else states[n:]))
         if len(train_chunks[-1]) == 0:
             raise ValueError(f"{sp.source.path}: no training chunk of {cfg.chunk_size} steps")
     val = np.concatenate(val_chunks) if val_chunks else None
