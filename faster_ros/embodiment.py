@@ -439,9 +439,11 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
         default_joint = name if kind == "position" else None
         joint = r.get("joint", (str, type(None)), default_joint)
         home = r.get("home", (int, float, type(None)), None)
+        if isinstance(home, bool):
+            raise r.fail(f"expected a number, got {home!r}", "home")
         if home is not None and kind == "velocity":
             raise r.fail("a velocity dimension starts at 0: home is for positions", "home")
-        if home is not None and (isinstance(home, bool) or not lower <= float(home) <= upper):
+        if home is not None and not lower <= float(home) <= upper:
             raise r.fail(f"home {home!r} is outside the limits [{lower}, {upper}]", "home")
         dims.append(
             Dimension(

@@ -92,6 +92,8 @@ BAD = [
      r"policy\.block_size: block_size 500 exceeds the 126 tokens of one chunk"),
     ("home outside the limits", _mutate("dimensions[0].home", 9.0),
      r"dimensions\[0\]\.home: home 9\.0 is outside the limits"),
+    ("home not a number", _mutate("dimensions[0].home", True),
+     r"dimensions\[0\]\.home: expected a number, got True"),
     ("home of a velocity", _mutate("dimensions[18].home", 0.1),
      r"dimensions\[18\]\.home: a velocity dimension starts at 0: home is for positions"),
     ("limits not numbers", _mutate("dimensions[2].limits", ["low", "high"]),
