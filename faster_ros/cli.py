@@ -9,6 +9,7 @@
     faster-ros policy train|eval ...        FASTerVLA training / offline evaluation
     faster-ros sim-demos --out DIR          scripted ALOHA transfer-cube demos (LeRobot + bags)
     faster-ros sim-eval --model M           closed-loop success in the ALOHA sim, stack in loop
+    faster-ros sim-vision --demos D --out O pretrain a policy's vision tower on labelled sim frames
     faster-ros replay BAG --embodiment X    policy (or --tokenizer-only) vs a rosbag2; --publish
     faster-ros record OUT --embodiment X    record the stack's inputs, outputs and modes
 
@@ -29,7 +30,8 @@ DELEGATED = {
     "policy": {"train": "faster_ros.policy.train", "eval": "faster_ros.policy.evaluate"},
 }
 # Commands implemented entirely by another module's ``main(argv)``.
-STANDALONE = {"sim-eval": "faster_ros.ros.sim_eval", "sim-demos": "faster_ros.sim.record"}
+STANDALONE = {"sim-eval": "faster_ros.ros.sim_eval", "sim-demos": "faster_ros.sim.record",
+              "sim-vision": "faster_ros.sim.vision"}
 
 
 def _demo(args) -> int:

@@ -296,3 +296,40 @@ def test_a_fast_codec_trains_a_token_wise_policy(tmp_path, monkeypatch):
     out = model.predict_action_chunk(obs, greedy=True)
     assert out.passes == codec.config.tokens_per_chunk
     assert out.ok or "FAST decode failure" in out.invalid[0]  # 2 steps: either is possible
+
+
+def test_vision_init_starts_the_tower_from_a_pretrained_one_frozen_or_not(tmp_path, toy_setup):
+    """--vision-init copies a pretrained tower + projector in (recorded in the provenance);
+    --freeze-vision keeps them exactly; without it they train; freezing a random tower is
+    refused."""
+    from faster_ros.policy.vision_pretrain import pretrain_vision, save_vision
+
+    cfg = FASTerVLAConfig.preset("debug")
+    frames = np.random.default_rng(0).integers(0, 255, (40, 16, 16, 3), dtype=np.uint8)
+    result = pretrain_vision(cfg, frames, frames[:, :2, 0, 0].astype(np.float32), steps=2,
+                             batch_size=8, progress=False)
+    save_vision(tmp_path / "vis", cfg, result)
+    common = ["--data", "toy", "--tokenizer", "toy_vq", "--preset", "debug", "--batch-size",
+              "4", "--cache-dir", str(tmp_path / "cache"), "--steps", "3", "--lr", "1e-2",
+              "--vision-init", str(tmp_path / "vis")]
+
+    def tower(out):
+        model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
+        inner = model.backbone.inner.state_dict()
+        return {k: inner[k] for k in result.state}
+
+    frozen = tmp_path / "frozen"
+    assert train_mod.main([*common, "--out", str(frozen), "--run-dir", str(tmp_path / "r0"),
+                           "--freeze-vision"]) == 0
+    for key, value in tower(frozen).items():
+        assert torch.equal(value, result.state[key]), key
+    prov = json.loads((frozen / "policy.json").read_text())["provenance"]["vision_init"]
+    assert prov["frozen"] is True and prov["path"].endswith("vis")
+    trained = tmp_path / "trained"
+    assert train_mod.main([*common, "--out", str(trained), "--run-dir",
+                           str(tmp_path / "r1")]) == 0
+    moved = [k for k, v in tower(trained).items() if not torch.equal(v, result.state[k])]
+    assert moved, "the tower did not train without --freeze-vision"
+    with pytest.raises(SystemExit, match="stay random"):
+        train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(tmp_path / "x"),
+                        "--freeze-vision"])

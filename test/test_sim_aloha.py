@@ -93,3 +93,27 @@ def test_demo_writers_round_trip(sim, tmp_path):
     assert bag_ep.actions.shape[1] == 14 and len(bag_ep.actions) >= 25
     np.testing.assert_allclose(bag_ep.actions[5], actions[5], atol=1e-5)
     assert bag_ep.frames, "no camera read back from the bag"
+
+
+def test_labelled_frames_put_the_arms_at_the_given_states_and_label_the_cube(sim):
+    from functools import partial
+
+    from faster_ros.policy.processor import resize_frame
+    from faster_ros.sim.vision import render_labelled, set_arms
+
+    q0 = sim.reset(seed=0)
+    bent = q0.copy()
+    bent[[1, 8]] += 0.3  # both shoulders
+    bent[[6, 13]] = 0.2  # grippers nearly closed
+    set_arms(sim, bent)
+    np.testing.assert_allclose(sim.qpos(), bent, atol=1e-6)
+    with pytest.raises(ValueError, match="14 finite"):
+        set_arms(sim, bent[:7])
+    states = np.stack([q0, bent])
+    images, labels = render_labelled(sim, states, 3, partial(resize_frame, size=16),
+                                     seed_start=7, progress=False)
+    assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8
+    for i in range(3):
+        sim.reset(seed=7 + i)
+        np.testing.assert_allclose(labels[i], sim.box_position()[:2], atol=1e-6)
+    assert len({tuple(lab) for lab in labels}) == 3  # a new cube pose per frame

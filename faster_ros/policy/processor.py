@@ -153,18 +153,8 @@ class PromptProcessor:
         return self.normalize(np.stack(out))
 
     def resize(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (S, S, 3) uint8: the config's ``image_crop`` (if any), then the
-        resize (area interpolation when shrinking)."""
-        s = self.image_size
-        if self.cfg.image_crop:
-            h, w = frame.shape[:2]
-            top, left, bottom, right = self.cfg.image_crop
-            r0, c0 = round(top * h), round(left * w)
-            frame = frame[r0:max(round(bottom * h), r0 + 1), c0:max(round(right * w), c0 + 1)]
-        if frame.shape[:2] == (s, s):
-            return frame
-        interp = cv2.INTER_AREA if min(frame.shape[:2]) > s else cv2.INTER_LINEAR
-        return cv2.resize(frame, (s, s), interpolation=interp)
+        """(H, W, 3) uint8 -> (S, S, 3) uint8 (:func:`resize_frame` with the config's crop)."""
+        return resize_frame(frame, self.image_size, self.cfg.image_crop)
 
     @staticmethod
     def normalize(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -287,3 +277,18 @@ class PromptProcessor:
         text = AutoTokenizer.from_pretrained(local_dir, local_files_only=True)
         return cls(cfg, text, state_low, state_high, image_size=image_size,
                    history_span=history_span)
+
+
+def resize_frame(frame: np.ndarray, size: int, crop: tuple[float, ...] = ()) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8: the ``crop`` (top, left, bottom, right as
+    fractions of height / width; empty: whole frame), then the resize (area interpolation when
+    shrinking)."""
+    if crop:
+        h, w = frame.shape[:2]
+        top, left, bottom, right = crop
+        r0, c0 = round(top * h), round(left * w)
+        frame = frame[r0:max(round(bottom * h), r0 + 1), c0:max(round(right * w), c0 + 1)]
+    if frame.shape[:2] == (size, size):
+        return frame
+    interp = cv2.INTER_AREA if min(frame.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(frame, (size, size), interpolation=interp)

@@ -69,6 +69,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--init-from", default=None, metavar="POLICY",
                    help="start from the weights of this saved policy (same architecture and "
                         "held-out split; e.g. fine-tune a shipped model with a longer prompt)")
+    p.add_argument("--vision-init", default=None, metavar="DIR",
+                   help="start the vision tower + projector from a pretrained one "
+                        "(faster-ros sim-vision; same image size and crop)")
+    p.add_argument("--freeze-vision", action="store_true",
+                   help="keep the vision tower + projector fixed (needs --vision-init or "
+                        "--backbone-path)")
     p.add_argument("--stride", type=int, default=1, help="window stride within episodes")
     p.add_argument("--run-dir", default=None, help="checkpoints (default runs/<out name>)")
     p.add_argument("--cache-dir", default="runs/frame_cache", help="resized-frame .npy cache")
@@ -266,6 +272,9 @@ def tokenizer_reference(name_or_path: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.freeze_vision and not (args.vision_init or args.backbone_path or args.init_from):
+        raise SystemExit("--freeze-vision: the tower would stay random; give --vision-init, "
+                         "--backbone-path or --init-from")
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = _setup_distributed(args.device)
@@ -282,6 +291,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         init_weights(model, args.init_from, held_eps,
                      load=not (args.resume and ckpt_path.is_file()))
     cfg = model.config
+    if args.vision_init and not args.init_from:
+        from faster_ros.policy.vision_pretrain import load_vision_init
+
+        meta = load_vision_init(model.backbone, cfg, args.vision_init)
+        model.provenance["vision_init"] = dict(path=str(Path(args.vision_init).resolve()),
+                                               val_error=meta.get("val_error"),
+                                               frozen=args.freeze_vision)
+    if args.freeze_vision:
+        from faster_ros.policy.vision_pretrain import vision_parameters
+
+        for param in vision_parameters(model.backbone):
+            param.requires_grad_(False)
     ckpt = None
     if args.resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -345,8 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rank == 0:
         wall = time.perf_counter() - start
         model.provenance = dict(
-            **({"init_from": model.provenance["init_from"]}
-               if "init_from" in model.provenance else {}),
+            **{k: model.provenance[k] for k in ("init_from", "vision_init")
+               if k in model.provenance},
             data=str(args.data), steps=step, wall_time_s=round(wall, 1),
             batch_size=cfg.batch_size * world, processes=world, device=str(device),
             train_episodes=[ep.name for ep in dataset.episodes],
