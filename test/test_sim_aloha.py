@@ -117,3 +117,55 @@ def test_labelled_frames_put_the_arms_at_the_given_states_and_label_the_cube(sim
         sim.reset(seed=7 + i)
         np.testing.assert_allclose(labels[i], sim.box_position()[:2], atol=1e-6)
     assert len({tuple(lab) for lab in labels}) == 3  # a new cube pose per frame
+
+
+class _ChunkPolicy:
+    """Stand-in policy: a fixed chunk (or NaN) for every observation; records the states."""
+
+    def __init__(self, actions, history_s=()):
+        from types import SimpleNamespace
+
+        self.actions, self.states, self.histories = actions, [], []
+        self.config = SimpleNamespace(state_history_s=history_s)
+
+    def predict_action_chunk(self, obs):
+        from types import SimpleNamespace
+
+        self.states.append(np.array(obs.state))
+        self.histories.append(getattr(obs, "state_history", None))
+        return SimpleNamespace(actions=self.actions, invalid=[])
+
+
+def test_the_direct_loop_runs_chunks_clips_them_and_holds_on_a_bad_one(sim):
+    from faster_ros.embodiment import load_embodiment
+    from faster_ros.sim.policy_loop import run_episode
+
+    emb = load_embodiment("aloha_sim")
+    q0 = sim.reset(seed=3)
+    far = np.tile(q0, (32, 1))
+    far[:, 1] = 10.0  # left shoulder far past its limit: clipped to it
+    policy, latencies = _ChunkPolicy(far, history_s=(0.1,)), []
+    r = run_episode(sim, policy, emb, seed=3, steps=40, latencies_ms=latencies)
+    assert r["seed"] == 3 and r["steps"] == 40 and r["chunks"] == 3 == len(latencies)
+    np.testing.assert_array_equal(policy.histories[0], [policy.states[0]])  # clamped to start
+    assert policy.histories[1].shape == (1, 14)  # 5 steps (0.1 s) before the second chunk
+    assert not np.allclose(policy.histories[1][0], policy.states[1])
+    assert r["chunks_refused"] == 0 and not r["strict_success"]
+    assert sim.data.ctrl[1] == pytest.approx(emb.upper[1])  # commanded at the limit, not 10
+    nan = _ChunkPolicy(np.full((32, 14), np.nan))
+    r = run_episode(sim, nan, emb, seed=3, steps=32, latencies_ms=[])
+    assert r["chunks_refused"] == 2
+    assert np.abs(sim.qpos() - nan.states[0]).max() < 0.05  # held where it started
+
+
+def test_sim_eval_no_stack_writes_results_labelled_no_stack(sim, tmp_path):
+    import json
+
+    from faster_ros.ros.sim_eval import main
+
+    assert main(["--model", "builtin:wave", "--no-stack", "--episodes", "2", "--seed", "5",
+                 "--episode-steps", "20", "--out", str(tmp_path)]) == 0
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["label"] == "builtin:wave (no stack)" and r["stack"] is False
+    assert r["seeds"] == [5, 6] and r["episodes"] == 2 and r["strict_successes"] == 0
+    assert r["chunks"]["published"] == 4 and r["latency_ms"]["chunks"] == 4

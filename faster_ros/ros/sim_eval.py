@@ -2,6 +2,7 @@
 
     faster-ros sim-eval --model models/aloha_sim_vla --episodes 50 --out out/sim_eval/faster
     faster-ros sim-eval --table out/sim_eval/*/results.json
+    faster-ros sim-eval --model M --no-stack  # quick screen, no ROS (faster_ros.sim.policy_loop)
 
 Starts the aloha_sim graph as child processes (sim robot -> policy node -> executor -> sim), the
 sim running ``episodes`` seeded episodes back to back (seeds ``seed`` .. ``seed + N - 1``, the same
@@ -205,6 +206,30 @@ def evaluate(
     return summary
 
 
+def evaluate_no_stack(model: str, out: Path, episodes: int = 50, seed: int = 0,
+                      episode_steps: int = 400, deterministic: bool = True,
+                      label: str | None = None) -> dict:
+    """:mod:`faster_ros.sim.policy_loop` on the same seeds, summarised like :func:`evaluate`."""
+    from faster_ros.embodiment import load_embodiment
+    from faster_ros.inference import check_policy_matches, load_policy
+    from faster_ros.sim.policy_loop import run_episodes
+
+    emb = load_embodiment("aloha_sim")
+    policy = load_policy(model, emb.policy.tokenizer or "", "cpu", deterministic, emb)
+    check_policy_matches(policy, emb)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    results, latencies = run_episodes(policy, emb, list(range(seed, seed + episodes)),
+                                      episode_steps)
+    summary = summarize(results, latencies, f"{label or model} (no stack)",
+                        time.monotonic() - t0)
+    summary.update(model=model, policy=policy_facts(model), stack=False, complete=True,
+                   chunks={"published": sum(r["chunks"] for r in results),
+                           "refused_by_policy": sum(r["chunks_refused"] for r in results)})
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def policy_facts(model: str) -> dict:
     """What the table shows of a saved policy: its action tokenisation, tokens per chunk and
     training steps / wall time (from its config.json and policy.json); {} for a builtin."""
@@ -315,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="ROS_DOMAIN_ID (default: a free one, discovery on this machine only)",
     )
+    p.add_argument("--no-stack", action="store_true",
+                   help="the policy drives the sim directly, synchronously, without ROS: a "
+                        "quick screen (about 1 s an episode), labelled 'no stack'")
     p.add_argument("--table", nargs="+", metavar="RESULTS_JSON", help="print a comparison")
     p.add_argument("--plot", default=None, metavar="PNG", help="with --table: bar chart too")
     args = p.parse_args(argv)
@@ -325,6 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.model:
         p.error("--model is required (or --table)")
+    if args.no_stack:
+        s = evaluate_no_stack(args.model, Path(args.out), args.episodes, args.seed,
+                              args.episode_steps, deterministic=not args.sample,
+                              label=args.label)
+        print(table([str(Path(args.out) / "results.json")]))
+        return 0
     s = evaluate(
         args.model,
         Path(args.out),
