@@ -333,3 +333,21 @@ def test_vision_init_starts_the_tower_from_a_pretrained_one_frozen_or_not(tmp_pa
     with pytest.raises(SystemExit, match="stay random"):
         train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(tmp_path / "x"),
                         "--freeze-vision"])
+
+
+def test_several_datasets_are_concatenated_with_their_folder_in_front():
+    from types import SimpleNamespace as NS
+
+    def read(source):
+        return synthetic_episodes(n=2) if "clean" in source else synthetic_episodes(n=3)
+
+    eps = train_mod.read_sources(["/d/clean/lerobot", "/d/noisy/lerobot"], read)
+    assert [ep.name for ep in eps] == [
+        "clean/toy/episode_000000", "clean/toy/episode_000001", "noisy/toy/episode_000000",
+        "noisy/toy/episode_000001", "noisy/toy/episode_000002"]
+    assert train_mod.read_sources(["/d/clean"], read)[0].name == "toy/episode_000000"
+    tok = NS(config=NS(provenance={"heldout_episodes": ["lerobot/episode_000001"]}))
+    train, held = train_mod.split_by_tokenizer(eps, tok)
+    assert [ep.name for ep in held] == ["clean/toy/episode_000001", "noisy/toy/episode_000001"]
+    with pytest.raises(ValueError, match="collide"):
+        train_mod.read_sources(["/a/x", "/b/x"], read)

@@ -169,3 +169,24 @@ def test_sim_eval_no_stack_writes_results_labelled_no_stack(sim, tmp_path):
     assert r["label"] == "builtin:wave (no stack)" and r["stack"] is False
     assert r["seeds"] == [5, 6] and r["episodes"] == 2 and r["strict_successes"] == 0
     assert r["chunks"]["published"] == 4 and r["latency_ms"]["chunks"] == 4
+
+
+def test_dart_noise_moves_the_arms_off_the_plan_but_records_the_plan():
+    from faster_ros.sim.record import NOISE_FADE, arm_perturbation
+
+    off = arm_perturbation(400, 0.05, seed=3)
+    assert np.array_equal(off, arm_perturbation(400, 0.05, seed=3))  # seeded
+    assert not off[:, [6, 13]].any() and not off[NOISE_FADE[1]:].any()
+    approach = np.stack([arm_perturbation(400, 0.05, s)[: NOISE_FADE[0]] for s in range(40)])
+    assert 0.04 < approach[..., [0, 1, 2, 7, 8]].std() < 0.06
+
+
+def test_a_noisy_episode_keeps_the_experts_actions(sim):
+    from faster_ros.sim.record import run_episode
+    from faster_ros.sim.scripted import REAIM_STEP
+
+    clean_states, clean_actions, _, _ = run_episode(sim, 4, steps=140, render=False)
+    states, actions, _, _ = run_episode(sim, 4, steps=140, render=False, noise=0.05)
+    assert 140 < REAIM_STEP  # before the re-aim the plan does not depend on the states
+    np.testing.assert_array_equal(actions, clean_actions)
+    assert np.abs(states[20:100] - clean_states[20:100])[:, [0, 7]].max() > 0.02

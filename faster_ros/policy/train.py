@@ -21,6 +21,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ from faster_ros.policy.modeling import (
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="faster_ros.policy.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset: LeRobot dir, rosbag2 dir/file, ...")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="dataset(s): LeRobot dir, rosbag2 dir/file, ...; several are "
+                        "concatenated (episode names prefixed with their dataset's folder)")
     p.add_argument("--tokenizer", required=True, help="FASTerVQ dir or shipped model name")
     p.add_argument("--out", required=True, help="directory of the final save_pretrained")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
@@ -111,6 +114,24 @@ def heldout_names(tokenizer: Any) -> set[str]:
 
     walk(getattr(tokenizer.config, "provenance", {}) or {})
     return found
+
+
+def read_sources(sources: Sequence[str], read: Any) -> list:
+    """The episodes of every source, in order. With several sources each episode's name gets
+    its dataset folder in front (``transfer_cube/lerobot/episode_000009``), so names stay
+    unique; the held-out split matches on the last part, as for one source."""
+    if len(sources) == 1:
+        return read(sources[0])
+    episodes = []
+    for source in sources:
+        folder = Path(source).resolve()
+        tag = folder.parent.name if folder.name in ("lerobot", "bags") else folder.name
+        episodes += [replace(ep, name=f"{tag}/{ep.name}") for ep in read(source)]
+    names = [ep.name for ep in episodes]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"--data: episode names collide across the sources: {dup[:3]}")
+    return episodes
 
 
 def split_by_tokenizer(episodes: list, tokenizer: Any) -> tuple[list, list]:
@@ -282,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tokenizer = open_action_tokenizer(args.tokenizer)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # episodes without video are reported by the reader
-        episodes = read_episodes(args.data)
+        episodes = read_sources(args.data, read_episodes)
     train_eps, held_eps = split_by_tokenizer(episodes, tokenizer)
     run_dir = Path(args.run_dir or Path("runs") / Path(args.out).name)
     ckpt_path = run_dir / "checkpoint.pt"
@@ -368,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.provenance = dict(
             **{k: model.provenance[k] for k in ("init_from", "vision_init")
                if k in model.provenance},
-            data=str(args.data), steps=step, wall_time_s=round(wall, 1),
+            data=args.data[0] if len(args.data) == 1 else list(args.data), steps=step, wall_time_s=round(wall, 1),
             batch_size=cfg.batch_size * world, processes=world, device=str(device),
             train_episodes=[ep.name for ep in dataset.episodes],
             heldout_episodes=[ep.name for ep in held_eps],

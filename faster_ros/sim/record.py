@@ -24,13 +24,33 @@ from pathlib import Path
 
 import numpy as np
 
-from faster_ros.sim.aloha import DT, EPISODE_STEPS, JOINT_NAMES, AlohaSim
+from faster_ros.sim.aloha import DT, EPISODE_STEPS, GRIPPER_INDEX, JOINT_NAMES, AlohaSim
 from faster_ros.sim.scripted import TransferCubeExpert
 
 FPS = int(round(1 / DT))
 CAMERA_KEY = "observation.images.top"
 FRAME_EVERY = 2  # the camera runs at 25 Hz (config/aloha_sim.yaml): a frame every second step
 TASK = "Transfer the red cube from the right gripper to the left gripper."
+NOISE_TAU_S = 0.3  # correlation time of the DART arm perturbation (s)
+NOISE_FADE = (100, 130)  # steps: full during the approach, none from the grasp on
+
+
+def arm_perturbation(steps: int, std: float, seed: int, tau_s: float = NOISE_TAU_S,
+                     fade: tuple[int, int] = NOISE_FADE) -> np.ndarray:
+    """(steps, 14) slowly varying offsets for the arm joints (zero on the grippers): per joint an
+    Ornstein-Uhlenbeck process with stationary standard deviation ``std`` (rad) and correlation
+    time ``tau_s``, starting from its stationary distribution; seeded. Faded out linearly
+    between steps ``fade`` (and zero after): the grasp and the hand-over need the plan's
+    precision, and episodes that fail are not kept."""
+    rng = np.random.default_rng([seed, 7])
+    a = np.exp(-DT / tau_s)
+    out = np.zeros((steps, 14))
+    arms = [i for i in range(14) if i not in GRIPPER_INDEX.values()]
+    x = rng.normal(0.0, std, len(arms))
+    for k in range(steps):
+        out[k, arms] = x * np.clip((fade[1] - k) / max(fade[1] - fade[0], 1), 0.0, 1.0)
+        x = a * x + np.sqrt(1 - a * a) * rng.normal(0.0, std, len(arms))
+    return out
 
 
 def run_episode(
@@ -39,11 +59,16 @@ def run_episode(
     steps: int = EPISODE_STEPS,
     render: bool = True,
     frame_every: int = FRAME_EVERY,
+    noise: float = 0.0,
 ):
     """One scripted episode: (states (T, 14), actions (T, 14), frames (T, H, W, 3) or None,
-    outcome)."""
+    outcome). With ``noise`` > 0 (DART, Laskey et al. 2017) the arms are sent the expert's
+    targets plus :func:`arm_perturbation` while the recorded action stays the expert's own
+    target: the states wander off the plan as a policy's would, and each recorded action is the
+    correction back to it."""
     sim.reset(seed=seed)
     expert = TransferCubeExpert(sim, steps)
+    offsets = arm_perturbation(steps, noise, seed) if noise > 0 else np.zeros((steps, 14))
     states, actions, frames = [], [], []
     for k in range(steps):
         states.append(sim.qpos())
@@ -51,7 +76,7 @@ def run_episode(
             frames.append(sim.render())
         a = expert.act(k)
         actions.append(a)
-        sim.step(a)
+        sim.step(a + offsets[k])
     return (
         np.asarray(states, np.float32),
         np.asarray(actions, np.float32),
@@ -251,6 +276,7 @@ def generate(
     frame_every: int = FRAME_EVERY,
     bags: bool = True,
     progress: bool = True,
+    noise: float = 0.0,
 ) -> dict:
     from tqdm import tqdm
 
@@ -265,7 +291,13 @@ def generate(
     seed = seed_start
     while len(kept) < episodes and attempts < max_attempts:
         ts = time.monotonic()
-        states, actions, frames, outcome = run_episode(sim, seed, frame_every=frame_every)
+        # the sim is deterministic: a quick run without the camera first, the rendered one
+        # only for an episode that will be kept (with noise, half of them fail)
+        if noise > 0 and not run_episode(sim, seed, render=False, noise=noise)[3].strict:
+            states, actions, frames, outcome = None, None, None, sim.outcome()
+        else:
+            states, actions, frames, outcome = run_episode(sim, seed, frame_every=frame_every,
+                                                           noise=noise)
         sim_s += time.monotonic() - ts
         attempts += 1
         strict += outcome.strict
@@ -299,6 +331,8 @@ def generate(
         "sim_steps_per_s_with_rendering": round(attempts * EPISODE_STEPS / max(1e-9, sim_s), 1),
         "image_hw": list(image_hw),
         "frame_every": frame_every,
+        "arm_noise": {"std_rad": noise, "tau_s": NOISE_TAU_S, "fade_steps": list(NOISE_FADE)}
+        if noise > 0 else None,
         "kept": kept,
         "failed": failed,
     }
@@ -324,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         default=FRAME_EVERY,
         help="render every Nth step (2: 25 fps video, the camera rate of the config)",
     )
+    p.add_argument("--noise", type=float, default=0.0, metavar="RAD",
+                   help="DART: perturb the arms during the approach by this much (std, rad); "
+                        "the recorded actions stay the expert's")
     args = p.parse_args(argv)
     s = generate(
         Path(args.out),
@@ -333,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         tuple(args.image_size),
         bags=not args.no_bags,
         frame_every=args.frame_every,
+        noise=args.noise,
     )
     print(json.dumps({k: v for k, v in s.items() if k not in ("kept", "failed")}, indent=2))
     return 0 if s["episodes_kept"] >= args.episodes else 1
