@@ -389,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.provenance = dict(
             **{k: model.provenance[k] for k in ("init_from", "vision_init")
                if k in model.provenance},
-            data=args.data[0] if len(args.data) == 1 else list(args.data), steps=step, wall_time_s=round(wall, 1),
+            data=args.data[0] if len(args.data) == 1 else list(args.data), steps=step,
+            wall_time_s=round(wall, 1),
             batch_size=cfg.batch_size * world, processes=world, device=str(device),
             train_episodes=[ep.name for ep in dataset.episodes],
             heldout_episodes=[ep.name for ep in held_eps],
