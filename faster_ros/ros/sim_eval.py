@@ -214,6 +214,9 @@ def evaluate_no_stack(model: str, out: Path, episodes: int = 50, seed: int = 0,
     from faster_ros.inference import check_policy_matches, load_policy
     from faster_ros.sim.policy_loop import run_episodes
 
+    import torch
+
+    torch.set_num_threads(1)  # a tiny model on a shared CPU: more threads wait on each other
     emb = load_embodiment("aloha_sim")
     policy = load_policy(model, emb.policy.tokenizer or "", "cpu", deterministic, emb)
     check_policy_matches(policy, emb)
