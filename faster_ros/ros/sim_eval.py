@@ -210,11 +210,11 @@ def evaluate_no_stack(model: str, out: Path, episodes: int = 50, seed: int = 0,
                       episode_steps: int = 400, deterministic: bool = True,
                       label: str | None = None) -> dict:
     """:mod:`faster_ros.sim.policy_loop` on the same seeds, summarised like :func:`evaluate`."""
+    import torch
+
     from faster_ros.embodiment import load_embodiment
     from faster_ros.inference import check_policy_matches, load_policy
     from faster_ros.sim.policy_loop import run_episodes
-
-    import torch
 
     torch.set_num_threads(1)  # a tiny model on a shared CPU: more threads wait on each other
     emb = load_embodiment("aloha_sim")
