@@ -59,11 +59,15 @@ def prefix(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int, steps: i
 def first_chunk(policy, emb, sim: AlohaSim, seeds: range) -> dict:
     horizon = emb.tokenizer.chunk_size - 1
     ours, experts, blank = [], [], []
+    ik = ArmIK(sim, "right")
+
+    def tool(chunk) -> np.ndarray:  # right tool point at the chunk's last step
+        return ik.pose(np.asarray(chunk)[horizon, 7:13])[0]
+
     for seed in seeds:
         sim.reset(seed=seed)
-        expert, ik = TransferCubeExpert(sim), ArmIK(sim, "right")
+        expert = TransferCubeExpert(sim)
         frame = sim.render()
-        tool = lambda q: ik.pose(np.asarray(q)[horizon, 7:13])[0]  # noqa: E731
         ours.append(tool(policy.predict_action_chunk(observe(sim, emb, frame)).actions))
         blank.append(tool(policy.predict_action_chunk(
             observe(sim, emb, np.zeros_like(frame))).actions))
