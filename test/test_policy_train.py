@@ -333,6 +333,8 @@ def test_vision_init_starts_the_tower_from_a_pretrained_one_frozen_or_not(tmp_pa
     with pytest.raises(SystemExit, match="stay random"):
         train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(tmp_path / "x"),
                         "--freeze-vision"])
+    with pytest.raises(SystemExit, match="its own tower"):
+        train_mod.main([*common, "--out", str(tmp_path / "y"), "--init-from", str(frozen)])
 
 
 def test_several_datasets_are_concatenated_with_their_folder_in_front():

@@ -296,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.freeze_vision and not (args.vision_init or args.backbone_path or args.init_from):
         raise SystemExit("--freeze-vision: the tower would stay random; give --vision-init, "
                          "--backbone-path or --init-from")
+    if args.vision_init and args.init_from:
+        raise SystemExit("--vision-init with --init-from: the saved policy brings its own tower")
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = _setup_distributed(args.device)
@@ -312,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         init_weights(model, args.init_from, held_eps,
                      load=not (args.resume and ckpt_path.is_file()))
     cfg = model.config
-    if args.vision_init and not args.init_from:
+    if args.vision_init:
         from faster_ros.policy.vision_pretrain import load_vision_init
 
         meta = load_vision_init(model.backbone, cfg, args.vision_init)
