@@ -2,6 +2,7 @@
 
     python bench/sim_probes.py prefix --model aloha_sim_vla --episodes 20 --steps 0 48 96 200 250
     python bench/sim_probes.py first-chunk --model aloha_sim_vla --episodes 12
+    python bench/sim_probes.py context --model aloha_sim_vla --episodes 300
 
 prefix       the scripted expert drives the first N steps of each seeded episode, then the policy
              (greedy, ``execute_steps`` per chunk) takes over: touched / lifted / left-touch /
@@ -10,6 +11,10 @@ first-chunk  the policy's first chunk from the start pose, per seed: how far its
              at the chunk's last step is from the expert's, how much it varies across cube poses
              (against the expert's own spread), and how far a black frame moves it. A policy
              blind to the camera gives the same chunk for every seed.
+context      at the start pose, how well the cube's (x, y) can be read linearly (ridge, the best
+             of 4 penalties, fitted on the first 2/3 of the seeds, scored on the rest) from the
+             image tokens and from the context the action expert reads: where the cube's
+             position is lost, in the backbone or after it.
 Prints figures only.
 """
 
@@ -80,10 +85,41 @@ def first_chunk(policy, emb, sim: AlohaSim, seeds: range) -> dict:
                 black_frame_shift_cm=cm(ours - blank))
 
 
+def context(policy, emb, sim: AlohaSim, seeds: range) -> dict:
+    feats: dict[str, list] = {"image_tokens": [], "context": []}
+    cube = []
+    for seed in seeds:
+        sim.reset(seed=seed)
+        with torch.no_grad():
+            pixels, ids, valid = policy.prepare(observe(sim, emb))
+            image = policy.encode_images(pixels)
+            ctx, _ = policy.encode_context(image, ids, valid)
+        feats["image_tokens"].append(image[0].flatten().numpy())
+        feats["context"].append(ctx[0].flatten().numpy())
+        cube.append(sim.box_position()[:2])
+    y = np.asarray(cube)
+    n = 2 * len(y) // 3
+    out = dict(episodes=len(y), fitted_on=n,
+               mean_predictor_cm=round(float(np.linalg.norm(y[n:] - y[:n].mean(0),
+                                                            axis=1).mean() * 100), 2))
+    for name, rows in feats.items():
+        x = np.asarray(rows, dtype=np.float64)
+        x = (x - x[:n].mean(0)) / (x[:n].std(0) + 1e-6)
+        gram, target = x[:n] @ x[:n].T, y[:n] - y[:n].mean(0)  # dual ridge: n x n, not D x D
+        errors = []
+        for penalty in (1.0, 10.0, 100.0, 1000.0):
+            alpha = np.linalg.solve(gram + penalty * np.eye(n), target)
+            pred = x[n:] @ (x[:n].T @ alpha) + y[:n].mean(0)
+            errors.append(float(np.linalg.norm(pred - y[n:], axis=1).mean() * 100))
+        out[f"{name}_cm"] = round(min(errors), 2)
+        out[f"{name}_dims"] = x.shape[1]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("probe", choices=("prefix", "first-chunk"))
+    p.add_argument("probe", choices=("prefix", "first-chunk", "context"))
     p.add_argument("--model", default="aloha_sim_vla")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
@@ -100,7 +136,8 @@ def main() -> None:
             for n in args.steps:
                 print(json.dumps(dict(model=args.model, **prefix(policy, emb, sim, seeds, n))))
         else:
-            print(json.dumps(dict(model=args.model, **first_chunk(policy, emb, sim, seeds))))
+            probe = first_chunk if args.probe == "first-chunk" else context
+            print(json.dumps(dict(model=args.model, **probe(policy, emb, sim, seeds))))
     finally:
         sim.close()
 
