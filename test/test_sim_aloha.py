@@ -190,3 +190,15 @@ def test_a_noisy_episode_keeps_the_experts_actions(sim):
     assert 140 < REAIM_STEP  # before the re-aim the plan does not depend on the states
     np.testing.assert_array_equal(actions, clean_actions)
     assert np.abs(states[20:100] - clean_states[20:100])[:, [0, 7]].max() > 0.02
+
+
+def test_rendering_does_not_change_an_episode(sim):
+    """generate() pre-runs a noisy episode unrendered and renders only the kept ones: the two
+    runs must be the same episode."""
+    from faster_ros.sim.record import run_episode
+
+    quick = run_episode(sim, 11, steps=150, render=False, noise=0.05)
+    shown = run_episode(sim, 11, steps=150, render=True, frame_every=10, noise=0.05)
+    np.testing.assert_array_equal(quick[0], shown[0])
+    np.testing.assert_array_equal(quick[1], shown[1])
+    assert shown[2].shape[0] == 15
