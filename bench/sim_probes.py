@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -30,13 +29,8 @@ import torch
 from faster_ros.embodiment import load_embodiment
 from faster_ros.inference import load_policy
 from faster_ros.sim.aloha import AlohaSim
+from faster_ros.sim.policy_loop import executable, observe
 from faster_ros.sim.scripted import ArmIK, TransferCubeExpert
-
-
-def observe(sim: AlohaSim, emb, frame=None):
-    return SimpleNamespace(images={emb.cameras[0].name: sim.render() if frame is None else frame},
-                           state=sim.qpos().astype(np.float32),
-                           instruction=emb.policy.instruction, stamp=sim.time)
 
 
 def prefix(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int, steps: int = 400) -> dict:
@@ -50,8 +44,7 @@ def prefix(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int, steps: i
                 continue
             if not queue:
                 out = policy.predict_action_chunk(observe(sim, emb))
-                queue = list(np.clip(out.actions, emb.lower, emb.upper)
-                             [: emb.control.execute_steps])
+                queue = list(executable(out, sim.qpos(), emb)[0])
             sim.step(queue.pop(0))
         outcome = sim.outcome()
         reached.append(outcome.max_reward)

@@ -99,16 +99,16 @@ def test_labelled_frames_put_the_arms_at_the_given_states_and_label_the_cube(sim
     from functools import partial
 
     from faster_ros.policy.processor import resize_frame
-    from faster_ros.sim.vision import render_labelled, set_arms
+    from faster_ros.sim.vision import render_labelled
 
     q0 = sim.reset(seed=0)
     bent = q0.copy()
     bent[[1, 8]] += 0.3  # both shoulders
     bent[[6, 13]] = 0.2  # grippers nearly closed
-    set_arms(sim, bent)
+    sim.set_qpos(bent)
     np.testing.assert_allclose(sim.qpos(), bent, atol=1e-6)
     with pytest.raises(ValueError, match="14 finite"):
-        set_arms(sim, bent[:7])
+        sim.set_qpos(bent[:7])
     states = np.stack([q0, bent])
     images, labels = render_labelled(sim, states, 3, partial(resize_frame, size=16),
                                      seed_start=7, progress=False)

@@ -177,6 +177,20 @@ class AlohaSim:
         norm = self._c.normalize_puppet_gripper_position
         return np.concatenate([q[0:6], [norm(q[6])], q[8:14], [norm(q[14])]])
 
+    def set_qpos(self, state: np.ndarray) -> None:
+        """The inverse of :meth:`qpos`: put both arms at the 14-D joint state ``state`` (arm
+        angles, normalised grippers) without stepping the physics; the cube stays where it
+        is."""
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (14,) or not np.isfinite(state).all():
+            raise ValueError(f"arm state must be 14 finite values, got {state.shape}")
+        q = self.data.qpos
+        for base, s in ((0, state[0:7]), (8, state[7:14])):  # per arm: 6 joints + 2 fingers
+            q[base:base + 6] = s[:6]
+            g = self._c.unnormalize_puppet_gripper_position(s[6])
+            q[base + 6], q[base + 7] = g, -g
+        self._mj.mj_forward(self.model, self.data)
+
     def render(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB from the sim's camera (no shadows, no anti-aliasing)."""
         if self._renderer is None:

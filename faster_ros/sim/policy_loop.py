@@ -25,20 +25,37 @@ from faster_ros.inference import chunk_problem, state_history_of
 from faster_ros.sim.aloha import DT, JOINT_NAMES, AlohaSim
 
 
+def observe(sim: AlohaSim, emb: Embodiment,
+            frame: np.ndarray | None = None) -> SimpleNamespace:
+    """The policy's observation of the sim now: the camera (or ``frame`` in its place), the
+    joint state, the config's instruction and the sim time."""
+    frame = sim.render() if frame is None else frame
+    return SimpleNamespace(images={emb.cameras[0].name: frame},
+                           state=sim.qpos().astype(np.float32),
+                           instruction=emb.policy.instruction, stamp=sim.time)
+
+
+def executable(out, state: np.ndarray, emb: Embodiment) -> tuple[np.ndarray, bool]:
+    """(the first ``execute_steps`` actions to run, refused): a chunk that fails
+    :func:`faster_ros.inference.chunk_problem` becomes holding ``state``; a good one is clipped
+    to the joint limits."""
+    execute = emb.control.execute_steps
+    if chunk_problem(out, emb):
+        return np.repeat(np.asarray(state, dtype=np.float64)[None], execute, 0), True
+    return np.clip(np.asarray(out.actions, dtype=np.float64)[:execute], emb.lower,
+                   emb.upper), False
+
+
 def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
                 latencies_ms: list[float]) -> dict:
     """One seeded episode; appends each inference's wall time to ``latencies_ms``."""
-    low, high = emb.lower, emb.upper
-    execute = emb.control.execute_steps
     start = time.perf_counter()
     lags = [round(lag / DT) for lag in state_history_of(policy)]
     q = sim.reset(seed=seed)
     past = [q]  # the state at every step so far (the history a policy may condition on)
     chunks = refused = 0
     while sim.step_count < steps:
-        obs = SimpleNamespace(images={emb.cameras[0].name: sim.render()},
-                              state=q.astype(np.float32), instruction=emb.policy.instruction,
-                              stamp=sim.time)
+        obs = observe(sim, emb)
         if lags:  # the state L seconds ago, clamped to the episode start
             obs.state_history = np.stack([past[max(0, len(past) - 1 - n)]
                                           for n in lags]).astype(np.float32)
@@ -46,11 +63,8 @@ def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
         out = policy.predict_action_chunk(obs)
         latencies_ms.append((time.perf_counter() - t0) * 1e3)
         chunks += 1
-        if chunk_problem(out, emb):
-            refused += 1
-            actions = np.repeat(q[None], execute, 0)
-        else:
-            actions = np.clip(np.asarray(out.actions, dtype=np.float64)[:execute], low, high)
+        actions, bad = executable(out, q, emb)
+        refused += bad
         for action in actions[: steps - sim.step_count]:
             sim.step(action)
             past.append(sim.qpos())

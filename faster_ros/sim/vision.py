@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -25,20 +26,6 @@ from faster_ros.policy.processor import resize_frame
 from faster_ros.sim.aloha import AlohaSim
 
 SEED_START = 500_000  # far from the demonstration (1000+) and evaluation (0-49) seeds
-
-
-def set_arms(sim: AlohaSim, state: np.ndarray) -> None:
-    """Put both arms at the 14-D joint state ``state`` (gym-aloha's order, normalised grippers)
-    without stepping the physics; the cube stays where it is."""
-    state = np.asarray(state, dtype=np.float64)
-    if state.shape != (14,) or not np.isfinite(state).all():
-        raise ValueError(f"arm state must be 14 finite values, got {state.shape}")
-    c, q = sim._c, sim.data.qpos
-    for base, s in ((0, state[0:7]), (8, state[7:14])):  # qpos: 6 joints + 2 fingers per arm
-        q[base:base + 6] = s[:6]
-        g = c.unnormalize_puppet_gripper_position(s[6])
-        q[base + 6], q[base + 7] = g, -g
-    sim._mj.mj_forward(sim.model, sim.data)
 
 
 def render_labelled(sim: AlohaSim, states: np.ndarray, frames: int, resize, *,
@@ -54,7 +41,7 @@ def render_labelled(sim: AlohaSim, states: np.ndarray, frames: int, resize, *,
     images, labels = [], np.zeros((frames, 2), np.float32)
     for i in tqdm(range(frames), desc="rendering", disable=not progress, dynamic_ncols=True):
         sim.reset(seed=seed_start + i)
-        set_arms(sim, states[rng.integers(len(states))])
+        sim.set_qpos(states[rng.integers(len(states))])
         images.append(resize(sim.render()))
         labels[i] = sim.box_position()[:2]
     return np.stack(images), labels
@@ -106,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     save_vision(args.out, cfg, result, task="cube xy (m) on the ALOHA sim table",
                 demos=str(args.demos), frames=args.frames, seed_start=SEED_START,
                 steps=args.steps, batch_size=args.batch_size,
-                command="faster-ros sim-vision " + " ".join(argv if argv is not None else []))
+                command="faster-ros sim-vision " + " ".join(sys.argv[1:] if argv is None
+                                                            else argv))
     print(json.dumps(dict(out=args.out, val_error_cm=round(result.val_error * 100, 2),
                           val_error_p90_cm=round(result.val_error_p90 * 100, 2),
                           wall_time_s=round(result.wall_time_s, 1))))
