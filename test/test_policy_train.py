@@ -353,3 +353,90 @@ def test_several_datasets_are_concatenated_with_their_folder_in_front():
     assert [ep.name for ep in held] == ["clean/toy/episode_000001", "noisy/toy/episode_000001"]
     with pytest.raises(ValueError, match="collide"):
         train_mod.read_sources(["/a/x", "/b/x"], read)
+
+
+def test_a_policy_without_state_in_its_prompt_and_state_dropout(tmp_path, toy_setup):
+    """--no-prompt-state: the saved policy's prompt is the instruction alone whatever the
+    state (a relative policy still adds its actions to the state); --state-dropout P: each
+    training prompt loses its state with probability P, never at inference."""
+    from faster_ros.policy.data import PolicyDataset
+
+    toy_setup.config.provenance["relative_to_state"] = True
+    common = ["--data", "toy", "--tokenizer", "toy_vq", "--preset", "debug", "--steps", "2",
+              "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
+    blind, drop = tmp_path / "blind", tmp_path / "drop"
+    assert train_mod.main([*common, "--out", str(blind), "--run-dir", str(tmp_path / "r0"),
+                           "--no-prompt-state"]) == 0
+    assert train_mod.main([*common, "--out", str(drop), "--run-dir", str(tmp_path / "r1"),
+                           "--state-dropout", "0.5"]) == 0
+    model = FASTerVLA.from_pretrained(blind, action_tokenizer=toy_setup)
+    sighted = FASTerVLA.from_pretrained(drop, action_tokenizer=toy_setup)
+    assert not model.config.prompt_state and sighted.config.prompt_state
+    low, high = np.full(4, 0.2), np.full(4, 0.8)
+    assert model.processor.prompt_ids("pick up the cup", low) == \
+        model.processor.prompt_ids("pick up the cup", high)
+    assert sighted.processor.prompt_ids("pick up the cup", low) != \
+        sighted.processor.prompt_ids("pick up the cup", high)
+    tokens = torch.zeros(1, model.config.tokens_per_chunk, dtype=torch.long)
+    _, actions = model.tokens_to_actions(tokens, high[None])  # the toy codec decodes 0 to 0
+    np.testing.assert_allclose(actions[0], np.broadcast_to(high, actions[0].shape), rtol=1e-6)
+
+    eps = synthetic_episodes()[:2]
+    proc = sighted.processor
+    bare = len(proc.prompt_ids("pick up the cup", low, drop_state=True))
+    full = len(proc.prompt_ids("pick up the cup", low))
+    assert full == bare + 5  # "state" + 4 bins
+    rng = np.random.default_rng(0)
+    for p, expect in ((0.0, 0.0), (1.0, 1.0), (0.5, 0.5)):
+        data = PolicyDataset(eps, toy_setup, proc, state_dropout=p)
+        batch = data.collate(list(range(len(data))) * 20, rng)
+        lengths = batch["text_valid"].sum(1)
+        assert set(lengths.tolist()) <= {bare, full}
+        assert abs(float((lengths == bare).float().mean()) - expect) < 0.05
+        plain = data.collate(list(range(len(data))))  # no rng: inference-like, state kept
+        assert (plain["text_valid"].sum(1) == full).all()
+    with pytest.raises(ValueError, match="state_dropout"):
+        PolicyDataset(eps, toy_setup, proc, state_dropout=1.5)
+
+
+def test_absolute_dims_stay_absolute_through_tokenizer_windows_training_and_decoding(
+        tmp_path, toy_setup):
+    """openpi's delta mask: with the tokenizer's ``absolute_dims`` (e.g. the grippers) those
+    dimensions are encoded and decoded as absolute values, the rest relative to the state; a
+    tokenizer with another mask is refused."""
+    from faster_ros.policy.action_tokenizer import absolute_dims_for, relative_windows
+    from faster_ros.policy.modeling import check_tokenizer
+
+    names = ["left_waist", "left_gripper", "right_waist", "right_gripper"]
+    assert absolute_dims_for(names, ["gripper"]) == [1, 3]
+    with pytest.raises(ValueError, match="'wrist' matches no action dimension"):
+        absolute_dims_for(names, ["wrist"])
+    eps = synthetic_episodes()[:1]
+    ep = eps[0]
+    windows = relative_windows(eps, 8, absolute_dims=[3])
+    np.testing.assert_allclose(windows[5, :, 3], ep.actions[5:13, 3])
+    np.testing.assert_allclose(windows[5, :, :3], ep.actions[5:13, :3] - ep.state[5, :3])
+
+    toy_setup.config.provenance.update(relative_to_state=True, absolute_dims=[3])
+    out = tmp_path / "model"
+    assert train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(out),
+                           "--run-dir", str(tmp_path / "run"), "--preset", "debug",
+                           "--steps", "2", "--batch-size", "4", "--cache-dir",
+                           str(tmp_path / "cache")]) == 0
+    model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
+    assert model.config.absolute_dims == (3,)
+    state = np.array([[0.3, 0.4, 0.5, 0.6]])
+    tokens = torch.zeros(1, model.config.tokens_per_chunk, dtype=torch.long)
+    _, actions = model.tokens_to_actions(tokens, state)  # the toy codec decodes 0 to 0
+    low = float(model.action_low[3])
+    np.testing.assert_allclose(actions[0, :, :3], np.broadcast_to(state[0, :3], (8, 3)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(actions[0, :, 3], max(0.0, low))  # absolute 0, clipped
+    toy_setup.config.provenance["absolute_dims"] = []
+    with pytest.raises(ValueError, match=r"absolute, the policy was trained with \[3\]"):
+        check_tokenizer(model.config, toy_setup)
+    with pytest.raises(ValueError, match="absolute_dims"):
+        FASTerVLAConfig.preset("debug", action_dim=4, state_dim=4, absolute_dims=(3,))
+    with pytest.raises(ValueError, match="distinct action dimensions"):
+        FASTerVLAConfig.preset("debug", action_dim=4, state_dim=4, relative_to_state=True,
+                               absolute_dims=(4,))

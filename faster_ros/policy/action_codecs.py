@@ -266,14 +266,15 @@ def training_windows(data: str, like: Any) -> tuple[np.ndarray, dict[str, Any]]:
         episodes = read_episodes(data)
     train, held = split_by_tokenizer(episodes, like)
     relative = bool((like.config.provenance or {}).get("relative_to_state"))
+    absolute = list((like.config.provenance or {}).get("absolute_dims", []))
     h = like.config.chunk_size
     if relative:
-        windows = relative_windows(train, h)
+        windows = relative_windows(train, h, absolute_dims=absolute)
     else:
         windows = np.stack([c for ep in train for _, c in chunk_windows(ep.actions, h, 1)])
     return windows.astype(np.float32), dict(
-        relative_to_state=relative, data=str(data), train_episodes=[ep.name for ep in train],
-        heldout_episodes=[ep.name for ep in held])
+        relative_to_state=relative, absolute_dims=absolute, data=str(data),
+        train_episodes=[ep.name for ep in train], heldout_episodes=[ep.name for ep in held])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,13 +25,34 @@ import numpy as np
 import torch
 
 from faster_ros.data.episode import chunk_windows, split_episodes
+from faster_ros.policy.configuration import relative_mask
 
 
-def relative_windows(episodes: Sequence, chunk_size: int, stride: int = 1) -> np.ndarray:
-    """(M, H, D) float32 windows a_{t..t+H-1} - s_t of every episode with state."""
-    out = [chunk - ep.state[t] for ep in episodes if ep.state is not None
-           for t, chunk in chunk_windows(ep.actions, chunk_size, stride)]
+def relative_windows(episodes: Sequence, chunk_size: int, stride: int = 1,
+                     absolute_dims: Sequence[int] = ()) -> np.ndarray:
+    """(M, H, D) float32 windows a_{t..t+H-1} - s_t of every episode with state; the
+    ``absolute_dims`` keep their absolute values."""
+    out = []
+    for ep in episodes:
+        if ep.state is None:
+            continue
+        mask = relative_mask(ep.actions.shape[1], absolute_dims)
+        out += [chunk - ep.state[t] * mask
+                for t, chunk in chunk_windows(ep.actions, chunk_size, stride)]
     return np.stack(out).astype(np.float32)
+
+
+def absolute_dims_for(names: Sequence[str], patterns: Sequence[str]) -> list[int]:
+    """Indices of the action dimensions whose name contains one of ``patterns`` (e.g.
+    "gripper"); a pattern that matches nothing is an error."""
+    dims = []
+    for pattern in patterns:
+        found = [i for i, n in enumerate(names) if pattern in n]
+        if not found:
+            raise ValueError(f"--absolute {pattern!r} matches no action dimension of "
+                             f"{list(names)}")
+        dims += found
+    return sorted(set(dims))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--like", default=None, metavar="TOKENIZER",
                    help="hold out exactly the episodes this tokenizer held out (a FASTerVQ or a "
                         "baseline codec), e.g. to compare tokenisations on one split")
+    p.add_argument("--absolute", nargs="*", default=[], metavar="PATTERN",
+                   help="action dimensions whose name contains PATTERN stay absolute (openpi's "
+                        "delta mask; e.g. gripper)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="VQConfig override (int / float / str)")
     p.add_argument("--seed", type=int, default=0)
@@ -81,11 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides[key] = value
     cfg = VQConfig.from_embodiment(emb, preset=args.preset, steps=args.steps,
                                    batch_size=args.batch_size, seed=args.seed, **overrides)
+    absolute = absolute_dims_for(cfg.dim_names, args.absolute)
     cfg = cfg.replace(provenance=dict(
-        relative_to_state=True, data=str(args.data), steps=args.steps,
-        train_episodes=[ep.name for ep in train], heldout_episodes=[ep.name for ep in held]))
-    windows = relative_windows(train, cfg.chunk_size)
-    held_windows = relative_windows(held, cfg.chunk_size, stride=8)
+        relative_to_state=True, absolute_dims=absolute,
+        absolute_names=[cfg.dim_names[d] for d in absolute], data=str(args.data),
+        steps=args.steps, train_episodes=[ep.name for ep in train],
+        heldout_episodes=[ep.name for ep in held]))
+    windows = relative_windows(train, cfg.chunk_size, absolute_dims=absolute)
+    held_windows = relative_windows(held, cfg.chunk_size, stride=8, absolute_dims=absolute)
     model = FASTerVQ(cfg)
     model.fit_normalizer(windows.reshape(-1, cfg.action_dim))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,

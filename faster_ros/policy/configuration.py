@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 BACKBONES = ("paligemma", "smolvlm")
 
@@ -69,6 +72,14 @@ def _positive_int(name: str, value: Any) -> None:
 def _nonneg_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"FASTerVLAConfig.{name} must be an int >= 0, got {value!r}")
+
+
+def relative_mask(action_dim: int, absolute_dims: Sequence[int] = (),
+                  relative: bool = True) -> np.ndarray:
+    """(action_dim,) float32 mask of the state-relative action dimensions."""
+    mask = np.full(action_dim, 1.0 if relative else 0.0, np.float32)
+    mask[list(absolute_dims)] = 0.0
+    return mask
 
 
 def _positive_float(name: str, value: Any, allow_zero: bool = False) -> None:
@@ -129,6 +140,11 @@ class FASTerVLAConfig:
     # motion. Joint-position robots lag their commands (the G1 arms by ~5 steps at 30 Hz, the
     # hands by ~10), so the recent motion tells where the commanded targets already are.
     state_history_s: tuple[float, ...] = ()
+    # The prompt holds the state bins (and the motion groups). False: the policy sees only the
+    # cameras and the instruction, so it cannot copy the motion the state already shows (the
+    # copycat failure of behaviour cloning with proprioception, Wen et al. 2020); a relative
+    # policy still adds its actions to the state.
+    prompt_state: bool = True
     # Motion prior (0: none): an MLP of this width maps the state and its recent motion to the
     # expected chunk a_{t+k} - s_t (L1 fit on the training windows before the policy), and the
     # action codes then encode the rest: actions = s_t + prior + decode(codes). Needs
@@ -137,6 +153,10 @@ class FASTerVLAConfig:
     # Actions tokenised relative to the current state (a_{t+k} - s_t, openpi's DeltaActions for
     # joint positions); needs state and actions in the same coordinates (state_dim = action_dim)
     relative_to_state: bool = False
+    # With relative_to_state, these action dimensions stay absolute (openpi's delta mask: the
+    # ALOHA grippers absolute, the arm joints relative), so a held "closed" command is the same
+    # code whatever the blocked finger reads. From the tokenizer's provenance.
+    absolute_dims: tuple[int, ...] = ()
     # --- Action codes (must match the FASTerVQ tokenizer)
     action_dim: int = 26
     chunk_size: int = 32
@@ -172,6 +192,7 @@ class FASTerVLAConfig:
         set_(self, "cameras", tuple(str(c) for c in self.cameras))
         set_(self, "betas", tuple(float(b) for b in self.betas))
         set_(self, "state_history_s", tuple(float(x) for x in self.state_history_s))
+        set_(self, "absolute_dims", tuple(int(x) for x in self.absolute_dims))
         set_(self, "image_crop", tuple(float(x) for x in self.image_crop))
         if self.backbone not in BACKBONES:
             raise ValueError(f"FASTerVLAConfig.backbone must be one of {BACKBONES}, got "
@@ -217,6 +238,13 @@ class FASTerVLAConfig:
         if self.relative_to_state and self.state_dim != self.action_dim:
             raise ValueError(f"FASTerVLAConfig.relative_to_state needs state_dim == action_dim, "
                              f"got {self.state_dim} and {self.action_dim}")
+        if self.absolute_dims and not (self.relative_to_state and not self.prior_hidden):
+            raise ValueError("FASTerVLAConfig.absolute_dims needs relative_to_state and no "
+                             "motion prior")
+        bad = [d for d in self.absolute_dims if not 0 <= d < self.action_dim]
+        if bad or len(set(self.absolute_dims)) != len(self.absolute_dims):
+            raise ValueError(f"FASTerVLAConfig.absolute_dims must be distinct action "
+                             f"dimensions in 0..{self.action_dim - 1}, got {self.absolute_dims}")
         if self.block_size > self.tokens_per_chunk:
             raise ValueError(f"FASTerVLAConfig.block_size {self.block_size} exceeds the "
                              f"{self.tokens_per_chunk} tokens of one chunk")
@@ -240,6 +268,11 @@ class FASTerVLAConfig:
                              f"{self.betas!r}")
 
     # ------------------------------------------------------------------ derived sizes
+    def relative_mask(self) -> np.ndarray:
+        """(action_dim,) float32: 1 where the action is relative to the state, 0 where absolute
+        (all 0 without relative_to_state). Relative actions are a - s * mask."""
+        return relative_mask(self.action_dim, self.absolute_dims, self.relative_to_state)
+
     @property
     def tokens_per_chunk(self) -> int:
         """N = N_c * C_h * C_a action tokens per chunk."""

@@ -101,8 +101,12 @@ class PolicyDataset:
                  processor: PromptProcessor, *, stride: int = 1,
                  cache_dir: str | Path | None = None, instruction: str | None = None,
                  encode_batch: int = 512,
-                 anchor: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None):
+                 anchor: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
+                 state_dropout: float = 0.0):
         cfg = processor.cfg
+        if not 0.0 <= state_dropout <= 1.0:
+            raise ValueError(f"state_dropout is a probability in [0, 1], got {state_dropout}")
+        self.state_dropout = state_dropout
         cameras = cfg.cameras or tuple(sorted(episodes[0].frames))[: cfg.num_cameras]
         self.episodes = usable_episodes(episodes, cameras, cfg.chunk_size)
         if not self.episodes:
@@ -120,7 +124,7 @@ class PolicyDataset:
         if cfg.relative_to_state:
             states = np.stack([self.episodes[e].state[t] for e, t in self.index])  # (M, S)
             if anchor is None:
-                actions = actions - states[:, None, :].astype(np.float32)
+                actions = actions - states[:, None, :].astype(np.float32) * cfg.relative_mask()
             else:  # e.g. FASTerVLA.anchor: state plus motion prior
                 history = (np.stack([self.history(i) for i in range(len(self.index))])
                            if cfg.state_history_s else None)
@@ -147,23 +151,29 @@ class PolicyDataset:
         e, t = self.index[i]
         return past_states(self.episodes[e], t, lags)
 
-    def prompt(self, i: int, jitter: np.ndarray | None = None) -> list[int]:
+    def prompt(self, i: int, jitter: np.ndarray | None = None, drop_state: bool = False
+               ) -> list[int]:
         e, t = self.index[i]
         ep = self.episodes[e]
         text = self.instruction if self.instruction is not None else ep.instruction
-        return self.processor.prompt_ids(text, ep.state[t], jitter, self.history(i))
+        return self.processor.prompt_ids(text, ep.state[t], jitter, self.history(i), drop_state)
 
     def collate(self, indices: Sequence[int], rng: np.random.Generator | None = None
                 ) -> dict[str, torch.Tensor]:
         """Batch of samples -> pixels (B, n_cam, 3, S, S), input_ids / text_valid (B, L),
-        tokens (B, N). With ``rng``: training augmentation (:meth:`augment`)."""
+        tokens (B, N). With ``rng``: training augmentation (:meth:`augment`) and state dropout
+        (each prompt loses its state with probability ``state_dropout``)."""
         frames = np.stack([
             np.stack([self.frames[c][self.index[i][0]][self.index[i][1]] for c in self.cameras])
             for i in indices])  # (B, n_cam, S, S, 3)
         jitters: list[np.ndarray | None] = [None] * len(indices)
+        drops = np.zeros(len(indices), dtype=bool)
         if rng is not None:
             frames, jitters = self.augment(frames, rng)
-        ids, valid = self.processor.pad([self.prompt(i, j) for i, j in zip(indices, jitters)])
+            if self.state_dropout:
+                drops = rng.random(len(indices)) < self.state_dropout
+        ids, valid = self.processor.pad([self.prompt(i, j, bool(d))
+                                         for i, j, d in zip(indices, jitters, drops)])
         return dict(pixels=PromptProcessor.normalize(frames), input_ids=ids, text_valid=valid,
                     tokens=self.tokens[list(indices)])
 

@@ -315,7 +315,7 @@ class FASTerVLA(nn.Module):
         state = np.asarray(state, dtype=np.float32)
         out = np.zeros((len(state), cfg.chunk_size, cfg.action_dim), np.float32)
         if cfg.relative_to_state:
-            out += state[:, None]
+            out += state[:, None] * cfg.relative_mask()
         if self.prior is not None:
             if history is None:
                 raise ValueError("this policy's motion prior needs the state history")
@@ -456,6 +456,10 @@ def check_tokenizer(config: FASTerVLAConfig, tokenizer: Any) -> None:
         kind = lambda r: "state-relative" if r else "absolute"  # noqa: E731
         raise ValueError(f"action tokenizer encodes {kind(relative)} actions, the policy was "
                          f"trained on {kind(config.relative_to_state)} ones")
+    absolute = tuple((getattr(tc, "provenance", None) or {}).get("absolute_dims", ()))
+    if hasattr(tc, "provenance") and absolute != config.absolute_dims:
+        raise ValueError(f"action tokenizer keeps action dimensions {list(absolute)} absolute, "
+                         f"the policy was trained with {list(config.absolute_dims)}")
 
 
 def open_action_tokenizer(name_or_path: str | os.PathLike) -> Any:

@@ -207,10 +207,14 @@ class PromptProcessor:
         return self.text.convert_tokens_to_ids([str(b) for b in range(self.cfg.state_bins)])
 
     def prompt_text(self, instruction: str, state: np.ndarray, jitter: np.ndarray | None = None,
-                    history: np.ndarray | None = None) -> str:
+                    history: np.ndarray | None = None, drop_state: bool = False) -> str:
         """``jitter`` in bins is added before rounding (training augmentation): (S,) for the
         state, or (1 + K, S) for the state and the K motion groups. ``history`` (K, S): the
-        states at the ``cfg.state_history_s`` lags (required when the config has lags)."""
+        states at the ``cfg.state_history_s`` lags (required when the config has lags).
+        Without ``cfg.prompt_state``, or with ``drop_state`` (training's state dropout), the
+        prompt is the instruction alone."""
+        if drop_state or not self.cfg.prompt_state:
+            return f"{instruction.strip()} ;"
         jitter = None if jitter is None else np.asarray(jitter).reshape(-1, self.cfg.state_dim)
         bins = self.state_bins(state, None if jitter is None else jitter[0])
         text = f"{instruction.strip()} state {' '.join(str(b) for b in bins)} ;"
@@ -225,13 +229,13 @@ class PromptProcessor:
         return text
 
     def prompt_ids(self, instruction: str, state: np.ndarray,
-                   jitter: np.ndarray | None = None, history: np.ndarray | None = None
-                   ) -> list[int]:
+                   jitter: np.ndarray | None = None, history: np.ndarray | None = None,
+                   drop_state: bool = False) -> list[int]:
         """Token ids of ``<bos> instruction state bins ; [motion bins ;]*K`` (instruction cut
         to ``max_text_tokens``); see :meth:`prompt_text`."""
         words = self.text(instruction.strip(), add_special_tokens=False)["input_ids"]
         words = words[: self.cfg.max_text_tokens]
-        rest = self.text(self.prompt_text("", state, jitter, history),
+        rest = self.text(self.prompt_text("", state, jitter, history, drop_state),
                          add_special_tokens=False)["input_ids"]
         head = [self.bos_id] if self.bos_id is not None else []
         return head + list(words) + list(rest)

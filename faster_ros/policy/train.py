@@ -65,6 +65,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="region of each frame the model sees, fractions of height / width")
     p.add_argument("--state-history", type=float, nargs="*", default=None, metavar="SECONDS",
                    help="state-history lags in s: the prompt also holds s_t - s_(t-L) per lag")
+    p.add_argument("--no-prompt-state", action="store_true",
+                   help="the prompt holds no state: the policy sees the cameras and the "
+                        "instruction only (a relative policy still adds its actions to the state)")
+    p.add_argument("--state-dropout", type=float, default=0.0, metavar="P",
+                   help="training prompts lose their state with probability P, so the policy "
+                        "learns to act from the cameras too")
     p.add_argument("--prior-hidden", type=int, default=None,
                    help="motion-prior MLP width (needs --state-history; 0: none)")
     p.add_argument("--prior-steps", type=int, default=1000,
@@ -178,7 +184,8 @@ def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
 def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> FASTerVLA:
     prov = getattr(tokenizer.config, "provenance", {}) or {}
     overrides: dict[str, Any] = {"seed": args.seed,
-                                 "relative_to_state": bool(prov.get("relative_to_state"))}
+                                 "relative_to_state": bool(prov.get("relative_to_state")),
+                                 "absolute_dims": tuple(prov.get("absolute_dims", ()))}
     for key, value in (("steps", args.steps), ("batch_size", args.batch_size),
                        ("learning_rate", args.lr), ("block_size", args.block_size),
                        ("image_size", args.image_size),
@@ -191,6 +198,8 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
         overrides["state_history_s"] = tuple(args.state_history)
     if args.prior_hidden is not None:
         overrides["prior_hidden"] = args.prior_hidden
+    if args.no_prompt_state:
+        overrides["prompt_state"] = False
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
     if getattr(tokenizer.config, "kind", "") == "fast" and args.block_size is None:
         # a BPE list is decoded token by token: blocks predicted in parallel gave lists of the
@@ -253,7 +262,7 @@ def fit_prior(model: FASTerVLA, episodes: list, steps: int, seed: int = 0,
         for t, chunk in chunk_windows(ep.actions, cfg.chunk_size, 1):
             states.append(ep.state[t])
             history.append(past_states(ep, t, cfg.state_history_s))
-            target.append(chunk - ep.state[t])
+            target.append(chunk - ep.state[t])  # a prior has no absolute_dims (config)
     as_t = lambda x: torch.as_tensor(np.stack(x), dtype=torch.float32)  # noqa: E731
     states, history, target = as_t(states), as_t(history), as_t(target)
     feats = MotionPrior.features(states, history)
@@ -338,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.prior.requires_grad_(False)
     dataset = PolicyDataset(train_eps, tokenizer, model.processor, stride=args.stride,
                             cache_dir=args.cache_dir, instruction=args.instruction,
-                            anchor=model.anchor if model.prior is not None else None)
+                            anchor=model.anchor if model.prior is not None else None,
+                            state_dropout=args.state_dropout)
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, betas=cfg.betas,
