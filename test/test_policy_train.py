@@ -440,3 +440,25 @@ def test_absolute_dims_stay_absolute_through_tokenizer_windows_training_and_deco
     with pytest.raises(ValueError, match="distinct action dimensions"):
         FASTerVLAConfig.preset("debug", action_dim=4, state_dim=4, relative_to_state=True,
                                absolute_dims=(4,))
+
+
+def test_start_weight_draws_the_first_windows_of_each_episode_more_often(toy_setup):
+    from faster_ros.policy.data import PolicyDataset
+
+    cfg = FASTerVLAConfig.preset("debug", action_dim=4, state_dim=4)
+    proc = FASTerVLA.build(cfg, state_low=np.zeros(4), state_high=np.ones(4),
+                           action_low=np.zeros(4), action_high=np.ones(4)).processor
+    eps = synthetic_episodes(n=2)
+    data = PolicyDataset(eps, toy_setup, proc, start_weight=(4.0, 0.5))  # 10 Hz: t < 5
+    early = np.array([t < 5 for _, t in data.index])
+    assert early.sum() == 10
+    np.testing.assert_allclose(data.probabilities[early] / data.probabilities[~early][0], 4.0)
+    data.collate = lambda indices, rng=None: indices  # what sample() draws
+    picks = np.array(data.sample(20000, np.random.default_rng(0)))
+    share = early[picks].mean()
+    expect = 4 * 10 / (4 * 10 + (len(data) - 10))
+    assert abs(share - expect) < 0.02
+    plain = PolicyDataset(eps, toy_setup, proc)
+    np.testing.assert_allclose(plain.probabilities, 1 / len(plain))
+    with pytest.raises(ValueError, match="start_weight"):
+        PolicyDataset(eps, toy_setup, proc, start_weight=(0.0, 1.0))

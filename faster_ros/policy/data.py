@@ -102,11 +102,14 @@ class PolicyDataset:
                  cache_dir: str | Path | None = None, instruction: str | None = None,
                  encode_batch: int = 512,
                  anchor: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
-                 state_dropout: float = 0.0):
+                 state_dropout: float = 0.0, start_weight: tuple[float, float] = (1.0, 0.0)):
         cfg = processor.cfg
         if not 0.0 <= state_dropout <= 1.0:
             raise ValueError(f"state_dropout is a probability in [0, 1], got {state_dropout}")
         self.state_dropout = state_dropout
+        self.start_weight = weight, seconds = start_weight
+        if weight <= 0 or seconds < 0:
+            raise ValueError(f"start_weight is (weight > 0, seconds >= 0), got {start_weight}")
         cameras = cfg.cameras or tuple(sorted(episodes[0].frames))[: cfg.num_cameras]
         self.episodes = usable_episodes(episodes, cameras, cfg.chunk_size)
         if not self.episodes:
@@ -120,6 +123,11 @@ class PolicyDataset:
                 self.index.append((e, t))
                 windows.append(chunk)
         self.actions = np.stack(windows).astype(np.float32)  # (M, H, D) physical
+        # sampling probabilities: windows that start within ``seconds`` of their episode's start
+        # are drawn ``weight`` times as often (the start decides the reach and is rare)
+        early = np.array([t < seconds * self.episodes[e].fps for e, t in self.index])
+        p = np.where(early, weight, 1.0)
+        self.probabilities = p / p.sum()
         actions = self.actions  # what the tokenizer encodes
         if cfg.relative_to_state:
             states = np.stack([self.episodes[e].state[t] for e, t in self.index])  # (M, S)
@@ -195,5 +203,8 @@ class PolicyDataset:
 
     def sample(self, batch_size: int, generator: np.random.Generator,
                augment: bool = False) -> dict[str, torch.Tensor]:
-        indices = generator.integers(0, len(self), batch_size).tolist()
+        if self.start_weight[0] == 1.0:  # uniform: the draw of earlier versions (same runs)
+            indices = generator.integers(0, len(self), batch_size).tolist()
+        else:
+            indices = generator.choice(len(self), batch_size, p=self.probabilities).tolist()
         return self.collate(indices, generator if augment else None)

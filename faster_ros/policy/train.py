@@ -71,6 +71,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--state-dropout", type=float, default=0.0, metavar="P",
                    help="training prompts lose their state with probability P, so the policy "
                         "learns to act from the cameras too")
+    p.add_argument("--start-weight", type=float, nargs=2, default=(1.0, 0.0),
+                   metavar=("WEIGHT", "SECONDS"),
+                   help="windows starting within SECONDS of their episode's start are drawn "
+                        "WEIGHT times as often (the start decides the reach and is rare)")
     p.add_argument("--prior-hidden", type=int, default=None,
                    help="motion-prior MLP width (needs --state-history; 0: none)")
     p.add_argument("--prior-steps", type=int, default=1000,
@@ -348,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = PolicyDataset(train_eps, tokenizer, model.processor, stride=args.stride,
                             cache_dir=args.cache_dir, instruction=args.instruction,
                             anchor=model.anchor if model.prior is not None else None,
-                            state_dropout=args.state_dropout)
+                            state_dropout=args.state_dropout,
+                            start_weight=tuple(args.start_weight))
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, betas=cfg.betas,
