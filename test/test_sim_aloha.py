@@ -202,3 +202,27 @@ def test_rendering_does_not_change_an_episode(sim):
     np.testing.assert_array_equal(quick[0], shown[0])
     np.testing.assert_array_equal(quick[1], shown[1])
     assert shown[2].shape[0] == 15
+
+
+def test_a_recovery_demo_starts_where_the_policy_left_the_arms(sim):
+    """One DAgger round: the policy drives the first steps (not recorded), then the expert plans
+    from the arms' and the cube's state there; the recording starts at the hand-over."""
+    from faster_ros.embodiment import load_embodiment
+    from faster_ros.sim.record import run_recovery_episode
+    from faster_ros.sim.scripted import TransferCubeExpert
+
+    emb = load_embodiment("aloha_sim")
+    q0 = sim.reset(seed=6)
+    aside = np.tile(q0, (32, 1))
+    aside[:, 7] += 0.3  # the policy swings the right waist away
+    policy = _ChunkPolicy(aside)
+    states, actions, frames, _ = run_recovery_episode(sim, 6, policy, emb, takeover=40,
+                                                      steps=60, frame_every=2)
+    assert sim.step_count == 100 and states.shape == actions.shape == (60, 14)
+    assert frames.shape[0] == 30 and len(policy.states) == 3  # chunks at steps 0, 16, 32
+    assert states[0, 7] - q0[7] > 0.2  # recorded from where the policy left the arm
+    sim.reset(seed=6)
+    for a in aside[:16].tolist() * 2 + aside[:8].tolist():
+        sim.step(np.asarray(a))
+    np.testing.assert_allclose(sim.qpos(), states[0], atol=1e-9)  # the same 40 steps
+    np.testing.assert_allclose(actions, TransferCubeExpert(sim, 60).actions, atol=1e-9)

@@ -46,15 +46,14 @@ def executable(out, state: np.ndarray, emb: Embodiment) -> tuple[np.ndarray, boo
                    emb.upper), False
 
 
-def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
-                latencies_ms: list[float]) -> dict:
-    """One seeded episode; appends each inference's wall time to ``latencies_ms``."""
-    start = time.perf_counter()
+def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list[float],
+          past: list[np.ndarray]) -> tuple[int, int]:
+    """Let the policy drive the sim from its current step to step ``until``: (chunks predicted,
+    chunks refused). ``past`` holds the state at every step so far (the history a policy may
+    condition on) and is appended to; each inference's wall time goes to ``latencies_ms``."""
     lags = [round(lag / DT) for lag in state_history_of(policy)]
-    q = sim.reset(seed=seed)
-    past = [q]  # the state at every step so far (the history a policy may condition on)
     chunks = refused = 0
-    while sim.step_count < steps:
+    while sim.step_count < until:
         obs = observe(sim, emb)
         if lags:  # the state L seconds ago, clamped to the episode start
             obs.state_history = np.stack([past[max(0, len(past) - 1 - n)]
@@ -63,12 +62,20 @@ def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
         out = policy.predict_action_chunk(obs)
         latencies_ms.append((time.perf_counter() - t0) * 1e3)
         chunks += 1
-        actions, bad = executable(out, q, emb)
+        actions, bad = executable(out, past[-1], emb)
         refused += bad
-        for action in actions[: steps - sim.step_count]:
+        for action in actions[: until - sim.step_count]:
             sim.step(action)
             past.append(sim.qpos())
-        q = past[-1]
+    return chunks, refused
+
+
+def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
+                latencies_ms: list[float]) -> dict:
+    """One seeded episode; appends each inference's wall time to ``latencies_ms``."""
+    start = time.perf_counter()
+    past = [sim.reset(seed=seed)]
+    chunks, refused = drive(sim, policy, emb, steps, latencies_ms, past)
     outcome = sim.outcome()
     wall = time.perf_counter() - start
     return dict(seed=seed, strict_success=bool(outcome.strict),

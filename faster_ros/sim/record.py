@@ -67,8 +67,38 @@ def run_episode(
     target: the states wander off the plan as a policy's would, and each recorded action is the
     correction back to it."""
     sim.reset(seed=seed)
-    expert = TransferCubeExpert(sim, steps)
-    offsets = arm_perturbation(steps, noise, seed) if noise > 0 else np.zeros((steps, 14))
+    offsets = arm_perturbation(steps, noise, seed) if noise > 0 else None
+    return record_expert(sim, TransferCubeExpert(sim, steps), steps, render, frame_every,
+                         offsets)
+
+
+def run_recovery_episode(
+    sim: AlohaSim,
+    seed: int,
+    policy,
+    emb,
+    takeover: int,
+    steps: int = EPISODE_STEPS,
+    render: bool = True,
+    frame_every: int = FRAME_EVERY,
+):
+    """One round of DAgger (Ross et al. 2011) with the scripted expert: ``policy`` drives the
+    first ``takeover`` steps of the seeded episode (not recorded), then the expert plans afresh
+    from where the policy left the arms and the cube and does the whole task from there
+    (recorded: ``steps`` steps, returned as :func:`run_episode` does). The demonstrations then
+    start from states the policy itself visits, each labelled with the expert's way on."""
+    from faster_ros.sim.policy_loop import drive
+
+    sim.reset(seed=seed)
+    drive(sim, policy, emb, takeover, [], [sim.qpos()])
+    return record_expert(sim, TransferCubeExpert(sim, steps), steps, render, frame_every)
+
+
+def record_expert(sim: AlohaSim, expert: TransferCubeExpert, steps: int, render: bool,
+                  frame_every: int, offsets: np.ndarray | None = None):
+    """Run ``expert`` for ``steps`` steps from the sim's current state, recording the state
+    before each step, the expert's action and every ``frame_every``-th frame; the arms are sent
+    the action plus ``offsets`` (steps, 14) when given."""
     states, actions, frames = [], [], []
     for k in range(steps):
         states.append(sim.qpos())
@@ -76,7 +106,7 @@ def run_episode(
             frames.append(sim.render())
         a = expert.act(k)
         actions.append(a)
-        sim.step(a + offsets[k])
+        sim.step(a if offsets is None else a + offsets[k])
     return (
         np.asarray(states, np.float32),
         np.asarray(actions, np.float32),
@@ -277,8 +307,16 @@ def generate(
     bags: bool = True,
     progress: bool = True,
     noise: float = 0.0,
+    recover: tuple | None = None,
+    recover_label: str = "",
 ) -> dict:
+    """Keep ``episodes`` strict successes. ``recover`` = (policy, embodiment, (first, last)):
+    recovery demonstrations (:func:`run_recovery_episode`), the policy handing over at a seeded
+    step in first..last; ``recover_label`` names the policy in the summary."""
     from tqdm import tqdm
+
+    if recover is not None and noise > 0:
+        raise ValueError("recovery demonstrations and DART noise are separate recipes")
 
     out.mkdir(parents=True, exist_ok=True)
     sim = AlohaSim(image_hw=image_hw)
@@ -291,9 +329,15 @@ def generate(
     seed = seed_start
     while len(kept) < episodes and attempts < max_attempts:
         ts = time.monotonic()
+        takeover = None
+        if recover is not None:
+            policy, emb, (first, last) = recover
+            takeover = int(np.random.default_rng([seed, 11]).integers(first, last + 1))
+            states, actions, frames, outcome = run_recovery_episode(
+                sim, seed, policy, emb, takeover, frame_every=frame_every)
         # the sim is deterministic: a quick run without the camera first, the rendered one
         # only for an episode that will be kept (with noise, half of them fail)
-        if noise > 0 and not run_episode(sim, seed, render=False, noise=noise)[3].strict:
+        elif noise > 0 and not run_episode(sim, seed, render=False, noise=noise)[3].strict:
             states, actions, frames, outcome = None, None, None, sim.outcome()
         else:
             states, actions, frames, outcome = run_episode(sim, seed, frame_every=frame_every,
@@ -308,7 +352,8 @@ def generate(
                 write_bag(
                     out / "bags" / f"episode_{idx:06d}", states, actions, frames, frame_every
                 )
-            kept.append({"episode_index": idx, "seed": seed, "builtin": outcome.builtin})
+            kept.append({"episode_index": idx, "seed": seed, "builtin": outcome.builtin,
+                         **({"takeover_step": takeover} if takeover is not None else {})})
             bar.update(1)
         else:
             failed.append(
@@ -333,6 +378,8 @@ def generate(
         "frame_every": frame_every,
         "arm_noise": {"std_rad": noise, "tau_s": NOISE_TAU_S, "fade_steps": list(NOISE_FADE)}
         if noise > 0 else None,
+        "recovery": {"policy": recover_label, "takeover_steps": list(recover[2])}
+        if recover is not None else None,
         "kept": kept,
         "failed": failed,
     }
@@ -361,7 +408,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise", type=float, default=0.0, metavar="RAD",
                    help="DART: perturb the arms during the approach by this much (std, rad); "
                         "the recorded actions stay the expert's")
+    p.add_argument("--recover", default=None, metavar="POLICY",
+                   help="recovery demonstrations (one DAgger round): POLICY drives the first "
+                        "steps of each episode, then the expert does the task from there; only "
+                        "the expert's part is recorded")
+    p.add_argument("--takeover", type=int, nargs=2, default=[8, 120], metavar=("FIRST", "LAST"),
+                   help="with --recover: the expert takes over at a seeded step in FIRST..LAST")
     args = p.parse_args(argv)
+    recover = None
+    if args.recover:
+        import torch
+
+        from faster_ros.embodiment import load_embodiment
+        from faster_ros.inference import check_policy_matches, load_policy
+
+        first, last = args.takeover
+        if not 0 <= first <= last:
+            p.error(f"--takeover needs 0 <= FIRST <= LAST, got {first} {last}")
+        torch.set_num_threads(1)
+        emb = load_embodiment("aloha_sim")
+        policy = load_policy(args.recover, emb.policy.tokenizer or "", "cpu", True, emb)
+        check_policy_matches(policy, emb)
+        recover = (policy, emb, (first, last))
     s = generate(
         Path(args.out),
         args.episodes,
@@ -371,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         bags=not args.no_bags,
         frame_every=args.frame_every,
         noise=args.noise,
+        recover=recover,
+        recover_label=args.recover or "",
     )
     print(json.dumps({k: v for k, v in s.items() if k not in ("kept", "failed")}, indent=2))
     return 0 if s["episodes_kept"] >= args.episodes else 1
