@@ -49,6 +49,16 @@ def synthetic_episodes(n=4, steps=24, dim=4):
     return eps
 
 
+def train_toy(tmp_path, tokenizer, *extra):
+    """Two training steps of the debug preset on the toy episodes -> (out dir, loaded policy)."""
+    out = tmp_path / "model"
+    assert train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(out),
+                           "--run-dir", str(tmp_path / "run"), "--preset", "debug",
+                           "--steps", "2", "--batch-size", "4", "--cache-dir",
+                           str(tmp_path / "cache"), *extra]) == 0
+    return out, FASTerVLA.from_pretrained(out, action_tokenizer=tokenizer)
+
+
 @pytest.fixture
 def toy_setup(monkeypatch):
     cfg = FASTerVLAConfig.preset("debug", action_dim=4, state_dim=4)
@@ -80,12 +90,7 @@ def test_train_checkpoint_resume_and_save(tmp_path, toy_setup):
 
 def test_relative_to_state_policy_adds_the_state_back(tmp_path, toy_setup):
     toy_setup.config.provenance["relative_to_state"] = True
-    out = tmp_path / "model"
-    assert train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(out),
-                           "--run-dir", str(tmp_path / "run"), "--preset", "debug",
-                           "--steps", "2", "--batch-size", "4", "--cache-dir",
-                           str(tmp_path / "cache")]) == 0
-    model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
+    out, model = train_toy(tmp_path, toy_setup)
     assert model.config.relative_to_state
     tokens = torch.zeros(2, model.config.tokens_per_chunk, dtype=torch.long)
     state = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]])
@@ -418,12 +423,7 @@ def test_absolute_dims_stay_absolute_through_tokenizer_windows_training_and_deco
     np.testing.assert_allclose(windows[5, :, :3], ep.actions[5:13, :3] - ep.state[5, :3])
 
     toy_setup.config.provenance.update(relative_to_state=True, absolute_dims=[3])
-    out = tmp_path / "model"
-    assert train_mod.main(["--data", "toy", "--tokenizer", "toy_vq", "--out", str(out),
-                           "--run-dir", str(tmp_path / "run"), "--preset", "debug",
-                           "--steps", "2", "--batch-size", "4", "--cache-dir",
-                           str(tmp_path / "cache")]) == 0
-    model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
+    _, model = train_toy(tmp_path, toy_setup)
     assert model.config.absolute_dims == (3,)
     state = np.array([[0.3, 0.4, 0.5, 0.6]])
     tokens = torch.zeros(1, model.config.tokens_per_chunk, dtype=torch.long)
