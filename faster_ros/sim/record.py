@@ -423,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         from faster_ros.inference import check_policy_matches, load_policy
 
         first, last = args.takeover
+        if args.noise > 0:
+            p.error("--recover and --noise are separate recipes: give one")
         if not 0 <= first <= last:
             p.error(f"--takeover needs 0 <= FIRST <= LAST, got {first} {last}")
         torch.set_num_threads(1)
