@@ -226,3 +226,14 @@ def test_a_recovery_demo_starts_where_the_policy_left_the_arms(sim):
         sim.step(np.asarray(a))
     np.testing.assert_allclose(sim.qpos(), states[0], atol=1e-9)  # the same 40 steps
     np.testing.assert_allclose(actions, TransferCubeExpert(sim, 60).actions, atol=1e-9)
+
+
+def test_recovery_demo_options_are_checked_before_anything_loads(tmp_path, capsys):
+    from faster_ros.sim.record import main
+
+    for extra, message in ((["--noise", "0.05"], "separate recipes"),
+                           (["--takeover", "9", "3"], "FIRST <= LAST")):
+        with pytest.raises(SystemExit) as exc:
+            main(["--out", str(tmp_path), "--recover", "no_such_policy", *extra])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
