@@ -409,7 +409,11 @@ def test_absolute_dims_stay_absolute_through_tokenizer_windows_training_and_deco
     """openpi's delta mask: with the tokenizer's ``absolute_dims`` (e.g. the grippers) those
     dimensions are encoded and decoded as absolute values, the rest relative to the state; a
     tokenizer with another mask is refused."""
-    from faster_ros.policy.action_tokenizer import absolute_dims_for, relative_windows
+    from faster_ros.policy.action_tokenizer import (
+        absolute_dims_for,
+        relative_windows,
+        window_starts,
+    )
     from faster_ros.policy.modeling import check_tokenizer
 
     names = ["left_waist", "left_gripper", "right_waist", "right_gripper"]
@@ -419,6 +423,9 @@ def test_absolute_dims_stay_absolute_through_tokenizer_windows_training_and_deco
     eps = synthetic_episodes()[:1]
     ep = eps[0]
     windows = relative_windows(eps, 8, absolute_dims=[3])
+    starts = window_starts(synthetic_episodes()[:2], 8)  # the tokenizer's --start-weight
+    assert len(starts) == len(relative_windows(synthetic_episodes()[:2], 8)) == 34
+    np.testing.assert_allclose(starts[[0, 5, 17]], [0.0, 0.5, 0.0])  # 10 Hz, 17 per episode
     np.testing.assert_allclose(windows[5, :, 3], ep.actions[5:13, 3])
     np.testing.assert_allclose(windows[5, :, :3], ep.actions[5:13, :3] - ep.state[5, :3])
 

@@ -42,6 +42,12 @@ def relative_windows(episodes: Sequence, chunk_size: int, stride: int = 1,
     return np.stack(out).astype(np.float32)
 
 
+def window_starts(episodes: Sequence, chunk_size: int, stride: int = 1) -> np.ndarray:
+    """(M,) start time in seconds of each window :func:`relative_windows` returns, same order."""
+    return np.array([t / ep.fps for ep in episodes if ep.state is not None
+                     for t, _ in chunk_windows(ep.actions, chunk_size, stride)], np.float64)
+
+
 def absolute_dims_for(names: Sequence[str], patterns: Sequence[str]) -> list[int]:
     """Indices of the action dimensions whose name contains one of ``patterns`` (e.g.
     "gripper"); a pattern that matches nothing is an error."""
@@ -71,6 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--absolute", nargs="*", default=[], metavar="PATTERN",
                    help="action dimensions whose name contains PATTERN stay absolute (openpi's "
                         "delta mask; e.g. gripper)")
+    p.add_argument("--start-weight", type=float, nargs=2, default=(1.0, 0.0),
+                   metavar=("WEIGHT", "SECONDS"),
+                   help="windows starting within SECONDS of their episode's start are drawn "
+                        "WEIGHT times as often, so the codebooks also cover the small, "
+                        "pose-dependent motions of the start")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="VQConfig override (int / float / str)")
     p.add_argument("--seed", type=int, default=0)
@@ -107,12 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    batch_size=args.batch_size, seed=args.seed, **overrides)
     absolute = absolute_dims_for(cfg.dim_names, args.absolute)
     cfg = cfg.replace(provenance=dict(
-        relative_to_state=True, absolute_dims=absolute,
+        relative_to_state=True, absolute_dims=absolute, start_weight=list(args.start_weight),
         absolute_names=[cfg.dim_names[d] for d in absolute], data=str(args.data),
         steps=args.steps, train_episodes=[ep.name for ep in train],
         heldout_episodes=[ep.name for ep in held]))
     windows = relative_windows(train, cfg.chunk_size, absolute_dims=absolute)
     held_windows = relative_windows(held, cfg.chunk_size, stride=8, absolute_dims=absolute)
+    weight, seconds = args.start_weight
+    if weight <= 0 or seconds < 0:
+        p.error(f"--start-weight needs WEIGHT > 0 and SECONDS >= 0, got {weight} {seconds}")
+    probs = np.where(window_starts(train, cfg.chunk_size) < seconds, weight, 1.0)
+    probs = probs / probs.sum()
     model = FASTerVQ(cfg)
     model.fit_normalizer(windows.reshape(-1, cfg.action_dim))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
@@ -127,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(windows)} train / {len(held_windows)} held-out windows", flush=True)
     for step in range(1, args.steps + 1):
         model.train()
-        batch = torch.as_tensor(windows[rng.integers(0, len(windows), args.batch_size)])
+        pick = (rng.integers(0, len(windows), args.batch_size) if weight == 1.0  # as before
+                else rng.choice(len(windows), args.batch_size, p=probs))
+        batch = torch.as_tensor(windows[pick])
         out = model(batch)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
