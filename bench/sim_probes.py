@@ -29,23 +29,19 @@ import torch
 from faster_ros.embodiment import load_embodiment
 from faster_ros.inference import load_policy
 from faster_ros.sim.aloha import AlohaSim
-from faster_ros.sim.policy_loop import executable, observe
+from faster_ros.sim.policy_loop import drive, observe
 from faster_ros.sim.scripted import ArmIK, TransferCubeExpert
 
 
 def prefix(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int, steps: int = 400) -> dict:
     reached, strict = [], 0
     for seed in seeds:
-        sim.reset(seed=seed)
-        expert, queue = TransferCubeExpert(sim, steps), []
-        while sim.step_count < steps:
-            if sim.step_count < prefix_steps:
-                sim.step(expert.act(sim.step_count))
-                continue
-            if not queue:
-                out = policy.predict_action_chunk(observe(sim, emb))
-                queue = list(executable(out, sim.qpos(), emb)[0])
-            sim.step(queue.pop(0))
+        past = [sim.reset(seed=seed)]
+        expert = TransferCubeExpert(sim, steps)
+        while sim.step_count < min(prefix_steps, steps):
+            sim.step(expert.act(sim.step_count))
+            past.append(sim.qpos())
+        drive(sim, policy, emb, steps, [], past)  # the direct loop from here
         outcome = sim.outcome()
         reached.append(outcome.max_reward)
         strict += outcome.strict

@@ -26,6 +26,7 @@ import torch
 
 from faster_ros.data.episode import chunk_windows, split_episodes
 from faster_ros.policy.configuration import relative_mask
+from faster_ros.policy.data import draw_windows, start_probabilities
 
 
 def relative_windows(episodes: Sequence, chunk_size: int, stride: int = 1,
@@ -124,11 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         heldout_episodes=[ep.name for ep in held]))
     windows = relative_windows(train, cfg.chunk_size, absolute_dims=absolute)
     held_windows = relative_windows(held, cfg.chunk_size, stride=8, absolute_dims=absolute)
-    weight, seconds = args.start_weight
-    if weight <= 0 or seconds < 0:
-        p.error(f"--start-weight needs WEIGHT > 0 and SECONDS >= 0, got {weight} {seconds}")
-    probs = np.where(window_starts(train, cfg.chunk_size) < seconds, weight, 1.0)
-    probs = probs / probs.sum()
+    try:
+        probs = start_probabilities(window_starts(train, cfg.chunk_size),
+                                    tuple(args.start_weight))
+    except ValueError as exc:
+        p.error(f"--start-weight: {exc}")
     model = FASTerVQ(cfg)
     model.fit_normalizer(windows.reshape(-1, cfg.action_dim))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas,
@@ -143,9 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{len(windows)} train / {len(held_windows)} held-out windows", flush=True)
     for step in range(1, args.steps + 1):
         model.train()
-        pick = (rng.integers(0, len(windows), args.batch_size) if weight == 1.0  # as before
-                else rng.choice(len(windows), args.batch_size, p=probs))
-        batch = torch.as_tensor(windows[pick])
+        batch = torch.as_tensor(windows[draw_windows(rng, probs, args.batch_size)])
         out = model(batch)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()

@@ -34,6 +34,26 @@ def usable_episodes(episodes: Sequence[Episode], cameras: Sequence[str],
             and all(find_camera(ep.frames, c) is not None for c in cameras)]
 
 
+def start_probabilities(starts_s: Sequence[float], start_weight: tuple[float, float]
+                        ) -> np.ndarray:
+    """(M,) sampling probabilities of windows that start ``starts_s`` seconds into their
+    episode: those within ``start_weight`` = (WEIGHT, SECONDS) of the start are drawn WEIGHT
+    times as often (the start decides the reach and is rare)."""
+    weight, seconds = start_weight
+    if weight <= 0 or seconds < 0:
+        raise ValueError(f"start_weight is (weight > 0, seconds >= 0), got {start_weight}")
+    p = np.where(np.asarray(starts_s, np.float64) < seconds, weight, 1.0)
+    return p / p.sum()
+
+
+def draw_windows(rng: np.random.Generator, probabilities: np.ndarray, size: int) -> np.ndarray:
+    """``size`` window indices drawn with ``probabilities``; equal ones keep the plain integer
+    draw of earlier versions, so their runs reproduce."""
+    if probabilities.min() == probabilities.max():
+        return rng.integers(0, len(probabilities), size)
+    return rng.choice(len(probabilities), size, p=probabilities)
+
+
 def lag_steps(lag_s: float, fps: float) -> int:
     """A state-history lag in seconds -> steps of an episode at ``fps`` (at least 1)."""
     return max(1, round(lag_s * fps))
@@ -107,9 +127,6 @@ class PolicyDataset:
         if not 0.0 <= state_dropout <= 1.0:
             raise ValueError(f"state_dropout is a probability in [0, 1], got {state_dropout}")
         self.state_dropout = state_dropout
-        self.start_weight = weight, seconds = start_weight
-        if weight <= 0 or seconds < 0:
-            raise ValueError(f"start_weight is (weight > 0, seconds >= 0), got {start_weight}")
         cameras = cfg.cameras or tuple(sorted(episodes[0].frames))[: cfg.num_cameras]
         self.episodes = usable_episodes(episodes, cameras, cfg.chunk_size)
         if not self.episodes:
@@ -123,11 +140,8 @@ class PolicyDataset:
                 self.index.append((e, t))
                 windows.append(chunk)
         self.actions = np.stack(windows).astype(np.float32)  # (M, H, D) physical
-        # sampling probabilities: windows that start within ``seconds`` of their episode's start
-        # are drawn ``weight`` times as often (the start decides the reach and is rare)
-        early = np.array([t < seconds * self.episodes[e].fps for e, t in self.index])
-        p = np.where(early, weight, 1.0)
-        self.probabilities = p / p.sum()
+        self.probabilities = start_probabilities(
+            [t / self.episodes[e].fps for e, t in self.index], start_weight)
         actions = self.actions  # what the tokenizer encodes
         if cfg.relative_to_state:
             states = np.stack([self.episodes[e].state[t] for e, t in self.index])  # (M, S)
@@ -203,8 +217,5 @@ class PolicyDataset:
 
     def sample(self, batch_size: int, generator: np.random.Generator,
                augment: bool = False) -> dict[str, torch.Tensor]:
-        if self.start_weight[0] == 1.0:  # uniform: the draw of earlier versions (same runs)
-            indices = generator.integers(0, len(self), batch_size).tolist()
-        else:
-            indices = generator.choice(len(self), batch_size, p=self.probabilities).tolist()
+        indices = draw_windows(generator, self.probabilities, batch_size).tolist()
         return self.collate(indices, generator if augment else None)
