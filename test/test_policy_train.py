@@ -143,10 +143,10 @@ def test_dataset_from_rosbag2_recording(tmp_path):
 def test_torchrun_ddp_two_processes(tmp_path):
     """torchrun (DDP, gloo on CPU) with two processes on the shared bag and the shipped
     policy's bundled tokenizer; rank 0 saves, the effective batch is doubled."""
-    import os
-    import subprocess
     import sys
     from pathlib import Path
+
+    from process_helpers import run_logged
 
     from faster_ros.paths import data_dir
 
@@ -160,15 +160,8 @@ def test_torchrun_ddp_two_processes(tmp_path):
            "--data", BAG, "--tokenizer", str(tokenizer), "--preset", "debug", "--instruction",
            "pick up the bottle", "--out", str(out), "--run-dir", str(tmp_path / "run"),
            "--steps", "2", "--batch-size", "2", "--cache-dir", str(tmp_path / "cache")]
-    log = tmp_path / "torchrun.log"  # kept on a timeout too, to show where it stood
-    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo")
-    with open(log, "w") as f:
-        try:
-            returncode = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
-                                        timeout=240).returncode
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"torchrun did not finish in 240 s:\n{log.read_text()[-3000:]}")
-    assert returncode == 0, log.read_text()[-3000:]
+    log = tmp_path / "torchrun.log"
+    assert run_logged([cmd], [log], timeout=240) == [0], log.read_text()[-3000:]
     prov = json.loads((out / "policy.json").read_text())["provenance"]
     assert prov["processes"] == 2 and prov["batch_size"] == 4 and prov["steps"] == 2
 

@@ -165,20 +165,52 @@ def _write_base_config(path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes(npz, tmp_path):
-    """DDP on CPU (gloo): two ranks train, only rank 0 writes the model."""
-    import subprocess
+def test_ddp_two_ranks(npz, tmp_path):
+    """DDP on CPU (gloo), two ranks launched the way srun launches them (env:// rendezvous; the
+    policy trainer's test covers torchrun): both train, only rank 0 writes the model."""
     import sys
 
+    from process_helpers import run_ranks
+
     _write_base_config(tmp_path / "cfg.json")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "faster_ros.tokenizer.train", "--config", str(tmp_path / "cfg.json"),
-           "--set", "codebook_size=16", "--data", str(npz), "--out", str(tmp_path / "run"),
+    cmd = [sys.executable, "-m", "faster_ros.tokenizer.train",
+           "--config", str(tmp_path / "cfg.json"), "--set", "codebook_size=16",
+           "--data", str(npz), "--out", str(tmp_path / "run"),
            "--steps", "3", "--batch-size", "8", "--init-chunks", "32", "--no-progress",
            "--threads", "1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "world 2" in proc.stdout
+    rank0, rank1 = (log.read_text() for log in run_ranks(cmd, 2, tmp_path, timeout=240))
+    assert "world 2" in rank0 and "saved" in rank0
+    assert "saved" not in rank1
     summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 3
     FASTerVQ.load(tmp_path / "run" / "model")
+
+
+def test_teardown_watchdog_ends_a_hung_destroy(tmp_path):
+    """A rank whose destroy_process_group hangs after its work is written prints where its
+    threads were and exits 0 instead of holding the launcher forever."""
+    import sys
+
+    from process_helpers import free_port, run_logged
+
+    script = tmp_path / "hang.py"
+    # a one-process gloo group that close() treats as two ranks (it skips world 1)
+    script.write_text(
+        "import time\n"
+        "import torch.distributed as dist\n"
+        "from faster_ros.distributed import Distributed\n"
+        "env = Distributed('cpu')\n"
+        "dist.init_process_group('gloo')\n"
+        "env.world = 2\n"
+        "dist.destroy_process_group = lambda: time.sleep(600)\n"
+        "env.close(timeout_s=1)\n"
+        "print('unreachable')\n")
+    env = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port())}
+    log = tmp_path / "hang.log"
+    with pytest.warns(UserWarning, match="teardown watchdog fired"):
+        assert run_logged([[sys.executable, str(script)]], [log], 60, [env]) == [0]
+    text = log.read_text()
+    assert "destroy_process_group did not return in 1 s" in text
+    assert "sleep" in text or "<lambda>" in text  # the stack of the hung call
+    assert "unreachable" not in text

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -27,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file
 from tqdm import tqdm
 
+from faster_ros.distributed import Distributed
 from faster_ros.policy.configuration import PRESETS, FASTerVLAConfig
 from faster_ros.policy.data import PolicyDataset, episode_stats, usable_episodes
 from faster_ros.policy.modeling import (
@@ -172,19 +171,6 @@ def _autocast(cfg: FASTerVLAConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=ok)
 
 
-def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, torch.device(device)
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local)
-        dist.init_process_group("nccl")
-        return rank, world, torch.device("cuda", local)
-    dist.init_process_group("gloo")
-    return rank, world, torch.device(device)
-
-
 def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> FASTerVLA:
     prov = getattr(tokenizer.config, "provenance", {}) or {}
     overrides: dict[str, Any] = {"seed": args.seed,
@@ -313,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--vision-init with --init-from: the saved policy brings its own tower")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rank, world, device = _setup_distributed(args.device)
+    env = Distributed(args.device)
+    rank, world, device = env.rank, env.world, env.device
     from faster_ros.data import read_episodes
     tokenizer = open_action_tokenizer(args.tokenizer)
     with warnings.catch_warnings():
@@ -423,9 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model.tokenizer_ref = "action_tokenizer"
         model.save_pretrained(args.out)
         print(f"saved {args.out} after {step} steps, {wall / 60:.1f} min", flush=True)
-    if world > 1:
-        dist.barrier()  # rank 0 saves while the others wait: no rank tears down early
-        dist.destroy_process_group()
+    env.close()
     return 0
 
 

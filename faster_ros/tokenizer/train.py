@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file
 from tqdm import tqdm
 
 from faster_ros.data import mix_weights
+from faster_ros.distributed import Distributed
 from faster_ros.tokenizer.configuration import VQConfig
 from faster_ros.tokenizer.dataset import Source, SourceSplit, load_split, make_chunks
 from faster_ros.tokenizer.metrics import vrr_per_element
@@ -100,33 +100,6 @@ def make_config(args: argparse.Namespace) -> VQConfig:
     from faster_ros.embodiment import load_embodiment
 
     return VQConfig.from_embodiment(load_embodiment(args.embodiment), args.preset, **overrides)
-
-
-class Distributed:
-    """torchrun environment: rank / world size / device; a no-op for one process."""
-
-    def __init__(self) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = torch.cuda.is_available()
-        self.device = torch.device(f"cuda:{local}" if cuda else "cpu")
-        if self.world > 1 and not dist.is_initialized():
-            if cuda:
-                torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if cuda else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def close(self) -> None:
-        if self.world > 1 and dist.is_initialized():
-            # every rank reaches this point before any tears down: rank 0 saves the model while
-            # the others wait here, and destroy_process_group without the barrier can hang on
-            # gloo when one rank is still in teardown (seen in CI: pytorch/pytorch#75097)
-            dist.barrier()
-            dist.destroy_process_group()
 
 
 def lr_at(step: int, cfg: VQConfig) -> float:
