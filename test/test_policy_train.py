@@ -462,3 +462,39 @@ def test_start_weight_draws_the_first_windows_of_each_episode_more_often(toy_set
     np.testing.assert_allclose(plain.probabilities, 1 / len(plain))
     with pytest.raises(ValueError, match="start_weight"):
         PolicyDataset(eps, toy_setup, proc, start_weight=(0.0, 1.0))
+
+
+def test_chunk_l1_head_trains_beside_the_codes_and_leaves_decoding_alone(tmp_path, toy_setup):
+    """--chunk-l1 W: a linear head on the first block's hidden states regresses the chunk in
+    the tokenizer's normalised space; W x its L1 joins the BAR loss, the head is saved with the
+    policy, and decoding (codes only) gives the same chunk as with the head's weights zeroed.
+    A tokenizer without a normalizer is refused by name."""
+    from faster_ros.policy.data import PolicyDataset
+    from faster_ros.tokenizer.normalization import QuantileNormalizer
+
+    with pytest.raises(ValueError, match="normalizer"):
+        train_toy(tmp_path, toy_setup, "--chunk-l1", "0.5")
+    normalizer = QuantileNormalizer(4)
+    normalizer.fit(np.concatenate([ep.actions for ep in synthetic_episodes()]), 0.01, 0.99)
+    toy_setup.normalizer = normalizer
+    out, model = train_toy(tmp_path, toy_setup, "--chunk-l1", "0.5")
+    assert model.config.chunk_l1_weight == 0.5 and model.chunk_head is not None
+    data = PolicyDataset(synthetic_episodes()[:3], toy_setup, model.processor, chunk_targets=True)
+    batch = data.collate([0, 5, 9])
+    expected = normalizer.normalize(torch.as_tensor(data.actions[[0, 5, 9]])).values
+    torch.testing.assert_close(batch["chunk"], expected.float())
+    loss, metrics = model(batch)
+    assert metrics["chunk_l1"] > 0
+    assert metrics["loss"] == pytest.approx(metrics["bar_loss"] + 0.5 * metrics["chunk_l1"],
+                                            rel=1e-4)
+    held = synthetic_episodes()[3]
+    obs = SimpleNamespace(images={"head": held.frames["head"].get(0)}, state=held.state[0],
+                          instruction="pick up the cup")
+    chunk = model.predict_action_chunk(obs, greedy=True)
+    with torch.no_grad():
+        model.chunk_head.weight.zero_()
+    np.testing.assert_array_equal(model.predict_action_chunk(obs, greedy=True).actions,
+                                  chunk.actions)
+    plain = PolicyDataset(synthetic_episodes()[:3], toy_setup, model.processor)
+    with pytest.raises(KeyError, match="chunk_targets"):
+        model(plain.collate([0, 1]))

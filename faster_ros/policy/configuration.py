@@ -145,6 +145,12 @@ class FASTerVLAConfig:
     # copycat failure of behaviour cloning with proprioception, Wen et al. 2020); a relative
     # policy still adds its actions to the state.
     prompt_state: bool = True
+    # Auxiliary chunk regression (0: off): while training, a linear head on the first block's
+    # hidden states (which see only the context) regresses the whole chunk in the tokenizer's
+    # normalised space, and this weight times its L1 joins the BAR loss. A smooth signal that
+    # asks the context to carry what changes the chunk (the cube's position) even where the
+    # first code level does not vary with it. Inference decodes codes only; the head is unused.
+    chunk_l1_weight: float = 0.0
     # Motion prior (0: none): an MLP of this width maps the state and its recent motion to the
     # expected chunk a_{t+k} - s_t (L1 fit on the training windows before the policy), and the
     # action codes then encode the rest: actions = s_t + prior + decode(codes). Needs

@@ -122,7 +122,8 @@ class PolicyDataset:
                  cache_dir: str | Path | None = None, instruction: str | None = None,
                  encode_batch: int = 512,
                  anchor: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
-                 state_dropout: float = 0.0, start_weight: tuple[float, float] = (1.0, 0.0)):
+                 state_dropout: float = 0.0, start_weight: tuple[float, float] = (1.0, 0.0),
+                 chunk_targets: bool = False):
         cfg = processor.cfg
         if not 0.0 <= state_dropout <= 1.0:
             raise ValueError(f"state_dropout is a probability in [0, 1], got {state_dropout}")
@@ -155,6 +156,15 @@ class PolicyDataset:
             action_tokenizer.codes_to_tokens(action_tokenizer.encode(
                 torch.as_tensor(actions[i: i + encode_batch])))
             for i in range(0, len(actions), encode_batch)]).long()  # (M, N)
+        # what the tokenizer encodes, in its normalised space: the auxiliary chunk head's target
+        self.chunks = None
+        if chunk_targets:
+            normalizer = getattr(action_tokenizer, "normalizer", None)
+            if normalizer is None:
+                raise ValueError(f"chunk targets need a tokenizer with a normalizer (FASTerVQ); "
+                                 f"{type(action_tokenizer).__name__} has none")
+            with torch.no_grad():
+                self.chunks = normalizer.normalize(torch.as_tensor(actions)).values.float()
         self.frames = {c: [cached_frames(ep, c, processor, cache_dir) for ep in self.episodes]
                        for c in self.cameras}
 
@@ -196,8 +206,11 @@ class PolicyDataset:
                 drops = rng.random(len(indices)) < self.state_dropout
         ids, valid = self.processor.pad([self.prompt(i, j, bool(d))
                                          for i, j, d in zip(indices, jitters, drops)])
-        return dict(pixels=PromptProcessor.normalize(frames), input_ids=ids, text_valid=valid,
-                    tokens=self.tokens[list(indices)])
+        batch = dict(pixels=PromptProcessor.normalize(frames), input_ids=ids, text_valid=valid,
+                     tokens=self.tokens[list(indices)])
+        if self.chunks is not None:
+            batch["chunk"] = self.chunks[list(indices)]
+        return batch
 
     def augment(self, frames: np.ndarray, rng: np.random.Generator,
                 shift: int = 2, state_jitter: float = 1.5) -> tuple[np.ndarray, list]:

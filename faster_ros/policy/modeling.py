@@ -138,6 +138,8 @@ class FASTerVLA(nn.Module):
         self.register_buffer("action_high", torch.as_tensor(high, dtype=torch.float32))
         self.decoder = BlockDecoder(self.expert, self.embed_actions)
         self.prior = MotionPrior(config) if config.prior_hidden else None
+        self.chunk_head = (nn.Linear(config.expert_width, config.chunk_size * d)
+                           if config.chunk_l1_weight > 0 else None)
         self.action_tokenizer = action_tokenizer
         self.tokenizer_ref = tokenizer_ref
         self.provenance: dict[str, Any] = {}
@@ -219,6 +221,14 @@ class FASTerVLA(nn.Module):
                               generator: torch.Generator | None = None) -> torch.Tensor:
         """One uncached expert pass over [context; block inputs of ``tokens`` (B, N)] under the
         block-causal mask -> logits (B, N, |C|). ``spacing=None``: spacing augmentation."""
+        return self.expert.logits(self.teacher_forced_hidden(
+            context, valid, tokens, block_size, spacing=spacing, generator=generator))
+
+    def teacher_forced_hidden(self, context: torch.Tensor, valid: torch.Tensor,
+                              tokens: torch.Tensor, block_size: int, *,
+                              spacing: int | None = None,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+        """The expert's hidden states (B, N, E) at the action positions of that pass."""
         cfg = self.config
         b, p, _ = context.shape
         n = tokens.shape[1]
@@ -231,7 +241,7 @@ class FASTerVLA(nn.Module):
         mask = block_causal_mask(p, n, block_size, device=x.device)[None, None] & \
             keys[:, None, None, :]
         hidden = self.expert(x, torch.cat([ctx_pos, act_pos], dim=1), mask)
-        return self.expert.logits(hidden[:, p:])
+        return hidden[:, p:]
 
     # ------------------------------------------------------------------ training
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -242,13 +252,25 @@ class FASTerVLA(nn.Module):
         context, valid = self.encode_context(self.encode_images(batch["pixels"]),
                                              batch["input_ids"], batch["text_valid"])
         tokens = batch["tokens"]
-        logits = self.teacher_forced_logits(context, valid, tokens, self.config.block_size)
+        cfg = self.config
+        hidden = self.teacher_forced_hidden(context, valid, tokens, cfg.block_size)
+        logits = self.expert.logits(hidden)
         loss = F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
         with torch.no_grad():
             correct = (logits.argmax(-1) == tokens).float()
-            per_level = correct.view(correct.shape[0], self.config.codebooks, -1).mean((0, 2))
-        metrics = {"loss": float(loss.detach()), "token_acc": float(correct.mean())}
+            per_level = correct.view(correct.shape[0], cfg.codebooks, -1).mean((0, 2))
+        metrics = {"bar_loss": float(loss.detach()), "token_acc": float(correct.mean())}
         metrics.update({f"acc_level{q}": float(a) for q, a in enumerate(per_level)})
+        if self.chunk_head is not None:
+            if "chunk" not in batch:
+                raise KeyError("chunk_l1_weight > 0 needs the batch's normalised chunk "
+                               "('chunk', (B, H, D)): PolicyDataset(chunk_targets=True)")
+            first = hidden[:, : cfg.block_size].mean(1)  # sees the context only
+            pred = self.chunk_head(first.to(self.chunk_head.weight.dtype))
+            chunk_l1 = (pred.float().view_as(batch["chunk"]) - batch["chunk"]).abs().mean()
+            loss = loss + cfg.chunk_l1_weight * chunk_l1
+            metrics["chunk_l1"] = float(chunk_l1.detach())
+        metrics["loss"] = float(loss.detach())
         return loss, metrics
 
     # ------------------------------------------------------------------ inference

@@ -87,6 +87,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--freeze-vision", action="store_true",
                    help="keep the vision tower + projector fixed (needs --vision-init or "
                         "--backbone-path)")
+    p.add_argument("--chunk-l1", type=float, default=None, metavar="W",
+                   help="auxiliary chunk regression: weight of the L1 of a linear head on the "
+                        "first block's hidden states against the normalised chunk (config "
+                        "chunk_l1_weight; FASTerVQ tokenizers; unused at inference)")
     p.add_argument("--stride", type=int, default=1, help="window stride within episodes")
     p.add_argument("--run-dir", default=None, help="checkpoints (default runs/<out name>)")
     p.add_argument("--cache-dir", default="runs/frame_cache", help="resized-frame .npy cache")
@@ -190,6 +194,8 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
         overrides["prior_hidden"] = args.prior_hidden
     if args.no_prompt_state:
         overrides["prompt_state"] = False
+    if args.chunk_l1 is not None:
+        overrides["chunk_l1_weight"] = args.chunk_l1
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
     if getattr(tokenizer.config, "kind", "") == "fast" and args.block_size is None:
         # a BPE list is decoded token by token: blocks predicted in parallel gave lists of the
@@ -340,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             cache_dir=args.cache_dir, instruction=args.instruction,
                             anchor=model.anchor if model.prior is not None else None,
                             state_dropout=args.state_dropout,
-                            start_weight=tuple(args.start_weight))
+                            start_weight=tuple(args.start_weight),
+                            chunk_targets=cfg.chunk_l1_weight > 0)
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, betas=cfg.betas,
