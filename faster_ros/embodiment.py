@@ -60,7 +60,8 @@ class Dimension:
     ``max_seam_jump`` bounds a jump between consecutive commands in this dimension's unit
     (default: ``control.max_seam_jump``). ``home`` is the robot's nominal start value, where the
     mock robot starts without a recording (like ros2_control mock hardware's ``initial_value``;
-    default: the middle of the limits, 0 for velocities)."""
+    default: the middle of the limits, 0 for velocities). ``latch`` ([close_below, open_above]):
+    a gripper latch on this dimension's commands (:mod:`faster_ros.control.latch`)."""
 
     name: str
     unit: str
@@ -71,6 +72,7 @@ class Dimension:
     joint: str | None
     max_seam_jump: float | None = None  # overrides control.max_seam_jump (in this unit)
     home: float | None = None
+    latch: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,17 @@ class Embodiment:
                          0.0 if d.kind == "velocity" else 0.5 * (d.lower + d.upper)
                          for d in self.dimensions], dtype=np.float64)
 
+    @property
+    def latches(self) -> tuple[Any, ...]:
+        """The :class:`~faster_ros.control.latch.GripperLatch` of each dimension that has one;
+        after a release an opening rises at most ``max_rate`` (per control step), so the rate
+        gate never sees the jump."""
+        from faster_ros.control.latch import GripperLatch  # control imports this module
+
+        dt = self.control.dt
+        return tuple(GripperLatch(i, d.latch[0], d.latch[1], d.max_rate * dt)
+                     for i, d in enumerate(self.dimensions) if d.latch is not None)
+
     def index(self, name: str) -> int:
         return self.dim_names.index(name)
 
@@ -420,7 +433,7 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
     seen: set[str] = set()
     for r in top.items("dimensions", allow_empty="end_effectors" in top.data):
         r.mapping({"name", "unit", "kind", "limits", "max_rate", "joint", "max_seam_jump",
-                   "home"}, {"name", "limits"})
+                   "home", "latch"}, {"name", "limits"})
         name = r.get("name", str)
         if name in seen:
             raise r.fail(f"duplicate dimension name {name!r}", "name")
@@ -445,6 +458,17 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
             raise r.fail("a velocity dimension starts at 0: home is for positions", "home")
         if home is not None and not lower <= float(home) <= upper:
             raise r.fail(f"home {home!r} is outside the limits [{lower}, {upper}]", "home")
+        latch = r.get("latch", (list, type(None)), None)
+        if latch is not None:
+            if kind != "position":
+                raise r.fail("a latch is for a gripper's position, not a velocity", "latch")
+            if len(latch) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                          for v in latch):
+                raise r.fail(f"expected [close_below, open_above], got {latch!r}", "latch")
+            if not lower < latch[0] < latch[1] < upper:
+                raise r.fail(f"expected lower < close_below < open_above < upper "
+                             f"({lower} .. {upper}), got {latch!r}", "latch")
+            latch = (float(latch[0]), float(latch[1]))
         dims.append(
             Dimension(
                 name=name,
@@ -456,6 +480,7 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
                 joint=joint,
                 max_seam_jump=r.positive("max_seam_jump", float, None),
                 home=None if home is None else float(home),
+                latch=latch,
             )
         )
     return tuple(dims)

@@ -98,6 +98,12 @@ BAD = [
      r"dimensions\[18\]\.home: a velocity dimension starts at 0: home is for positions"),
     ("limits not numbers", _mutate("dimensions[2].limits", ["low", "high"]),
      r"dimensions\[2\]\.limits: expected \[lower, upper\], got \['low', 'high'\]"),
+    ("latch thresholds reversed", _mutate("dimensions[0].latch", [0.8, 0.3]),
+     r"dimensions\[0\]\.latch: expected lower < close_below < open_above < upper"),
+    ("latch of a velocity", _mutate("dimensions[18].latch", [0.1, 0.2]),
+     r"dimensions\[18\]\.latch: a latch is for a gripper's position, not a velocity"),
+    ("latch not a pair", _mutate("dimensions[0].latch", [0.3]),
+     r"dimensions\[0\]\.latch: expected \[close_below, open_above\], got \[0\.3\]"),
 ]
 
 

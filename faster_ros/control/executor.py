@@ -43,13 +43,14 @@ No rclpy here.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from faster_ros import rotations as rot
 from faster_ros.control.blending import blend_seam
 from faster_ros.control.chunk import Chunk, GateResult
+from faster_ros.control.latch import apply_latches
 from faster_ros.control.safety import SafetyGate
 from faster_ros.control.timing import anchor
 from faster_ros.embodiment import Embodiment
@@ -107,6 +108,7 @@ class ExecutorStatus:
     interventions: int
     last_verdict: GateResult | None
     last_accept_time: float | None
+    latched_steps: int = 0  # gripper commands the latch held closed or ramped open
 
 
 def _monotone_velocities(times: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -149,6 +151,8 @@ class ChunkExecutor:
         self.time_jump_s = time_jump_s
         self.quaternions = tuple(tuple(int(j) for j in q) for q in quaternions)
         self._is_velocity = embodiment.is_velocity
+        self.latches = embodiment.latches
+        self._latched_steps = self._pending_latched = 0
         self._lock = threading.Lock()
         self._accepted = self._rejected = self._interventions = 0
         self._last_verdict: GateResult | None = None
@@ -234,11 +238,13 @@ class ChunkExecutor:
         it replaces the active trajectory from its first time on."""
         with self._lock:
             now = self._tick(now)
+            self._pending_latched = 0
             result = self._evaluate(chunk, now)
             self._last_verdict = result
             if result.accepted:
                 self._last_obs_time = chunk.start_time
                 self._accepted += 1
+                self._latched_steps += self._pending_latched
                 self._interventions += result.interventions
                 self._accept(result.chunk, now)
             else:
@@ -310,7 +316,7 @@ class ChunkExecutor:
                 active=self._active, holding=self._points is None, reason=self._reason,
                 accepted=self._accepted, rejected=self._rejected,
                 interventions=self._interventions, last_verdict=self._last_verdict,
-                last_accept_time=self._last_accept)
+                last_accept_time=self._last_accept, latched_steps=self._latched_steps)
 
     def commanded_at(self, times: np.ndarray) -> np.ndarray:
         """(K, D) what would be commanded at ``times`` if no new chunk arrived."""
@@ -445,6 +451,11 @@ class ChunkExecutor:
                 f"before now + min_lead_s; inference took longer than the chunk "
                 f"({chunk.horizon} steps of {chunk.dt:.3f} s)")
         current = self._commanded_at(np.array([anchored.start_time]))[0]
+        if self.latches:  # a closed gripper stays closed until the policy clearly opens it
+            latched, changed = apply_latches(anchored.positions, current, self.latches)
+            if changed:
+                anchored = replace(anchored, positions=latched)
+                self._pending_latched = changed
         blend_time = self.blend_time_s
         if self._handoff_blend_s is not None:  # first chunk after start_from
             blend_time = self._handoff_blend_s

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 from tqdm import tqdm
 
+from faster_ros.control.latch import apply_latches
 from faster_ros.embodiment import Embodiment
 from faster_ros.inference import chunk_problem, state_history_of
 from faster_ros.sim.aloha import DT, JOINT_NAMES, AlohaSim
@@ -35,15 +36,18 @@ def observe(sim: AlohaSim, emb: Embodiment,
                            instruction=emb.policy.instruction, stamp=sim.time)
 
 
-def executable(out, state: np.ndarray, emb: Embodiment) -> tuple[np.ndarray, bool]:
+def executable(out, state: np.ndarray, emb: Embodiment, command: np.ndarray | None = None
+               ) -> tuple[np.ndarray, bool]:
     """(the first ``execute_steps`` actions to run, refused): a chunk that fails
-    :func:`faster_ros.inference.chunk_problem` becomes holding ``state``; a good one is clipped
-    to the joint limits."""
+    :func:`faster_ros.inference.chunk_problem` becomes holding ``state``; a good one goes
+    through the embodiment's gripper latches from ``command`` (the last command sent; default
+    ``state``), as the executor's do, and is clipped to the joint limits."""
     execute = emb.control.execute_steps
     if chunk_problem(out, emb):
         return np.repeat(np.asarray(state, dtype=np.float64)[None], execute, 0), True
-    return np.clip(np.asarray(out.actions, dtype=np.float64)[:execute], emb.lower,
-                   emb.upper), False
+    actions, _ = apply_latches(np.asarray(out.actions, dtype=np.float64)[:execute],
+                               state if command is None else command, emb.latches)
+    return np.clip(actions, emb.lower, emb.upper), False
 
 
 def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list[float],
@@ -53,6 +57,7 @@ def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list
     condition on) and is appended to; each inference's wall time goes to ``latencies_ms``."""
     lags = [round(lag / DT) for lag in state_history_of(policy)]
     chunks = refused = 0
+    command = past[-1]  # what the gripper latches start from: the last command sent
     while sim.step_count < until:
         obs = observe(sim, emb)
         if lags:  # the state L seconds ago, clamped to the episode start
@@ -62,11 +67,12 @@ def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list
         out = policy.predict_action_chunk(obs)
         latencies_ms.append((time.perf_counter() - t0) * 1e3)
         chunks += 1
-        actions, bad = executable(out, past[-1], emb)
+        actions, bad = executable(out, past[-1], emb, command)
         refused += bad
         for action in actions[: until - sim.step_count]:
             sim.step(action)
             past.append(sim.qpos())
+            command = action
     return chunks, refused
 
 
