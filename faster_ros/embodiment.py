@@ -60,8 +60,9 @@ class Dimension:
     ``max_seam_jump`` bounds a jump between consecutive commands in this dimension's unit
     (default: ``control.max_seam_jump``). ``home`` is the robot's nominal start value, where the
     mock robot starts without a recording (like ros2_control mock hardware's ``initial_value``;
-    default: the middle of the limits, 0 for velocities). ``latch`` ([close_below, open_above]):
-    a gripper latch on this dimension's commands (:mod:`faster_ros.control.latch`)."""
+    default: the middle of the limits, 0 for velocities). ``latch`` (close_below, open_above,
+    holding_gap): a gripper latch on this dimension's commands
+    (:mod:`faster_ros.control.latch`)."""
 
     name: str
     unit: str
@@ -72,7 +73,7 @@ class Dimension:
     joint: str | None
     max_seam_jump: float | None = None  # overrides control.max_seam_jump (in this unit)
     home: float | None = None
-    latch: tuple[float, float] | None = None
+    latch: tuple[float, float, float] | None = None  # close_below, open_above, holding_gap
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,7 @@ class Embodiment:
         from faster_ros.control.latch import GripperLatch  # control imports this module
 
         dt = self.control.dt
-        return tuple(GripperLatch(i, d.latch[0], d.latch[1], d.max_rate * dt)
+        return tuple(GripperLatch(i, *d.latch, max_step=d.max_rate * dt)
                      for i, d in enumerate(self.dimensions) if d.latch is not None)
 
     def index(self, name: str) -> int:
@@ -458,17 +459,24 @@ def _dimensions(top: _Reader) -> tuple[Dimension, ...]:
             raise r.fail("a velocity dimension starts at 0: home is for positions", "home")
         if home is not None and not lower <= float(home) <= upper:
             raise r.fail(f"home {home!r} is outside the limits [{lower}, {upper}]", "home")
-        latch = r.get("latch", (list, type(None)), None)
+        latch = r.get("latch", (dict, type(None)), None)
         if latch is not None:
             if kind != "position":
                 raise r.fail("a latch is for a gripper's position, not a velocity", "latch")
-            if len(latch) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                          for v in latch):
-                raise r.fail(f"expected [close_below, open_above], got {latch!r}", "latch")
-            if not lower < latch[0] < latch[1] < upper:
+            keys = {"close_below", "open_above", "holding_gap"}
+            if set(latch) != keys or not all(isinstance(v, (int, float))
+                                             and not isinstance(v, bool)
+                                             for v in latch.values()):
+                raise r.fail(f"expected numbers for exactly {sorted(keys)}, got {latch!r}",
+                             "latch")
+            lo, hi, gap = (float(latch[k]) for k in ("close_below", "open_above",
+                                                     "holding_gap"))
+            if not lower < lo < hi < upper:
                 raise r.fail(f"expected lower < close_below < open_above < upper "
                              f"({lower} .. {upper}), got {latch!r}", "latch")
-            latch = (float(latch[0]), float(latch[1]))
+            if not 0 < gap < upper - lower:
+                raise r.fail(f"holding_gap {gap} must be positive and inside the range", "latch")
+            latch = (lo, hi, gap)
         dims.append(
             Dimension(
                 name=name,

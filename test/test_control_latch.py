@@ -1,5 +1,6 @@
-"""The gripper latch: a closed gripper stays closed through the policy's wanders, opens when
-asked clearly, at the dimension's rate, in the executor and in the direct sim loop alike."""
+"""The gripper latch: a gripper holding an object stays closed through the policy's wanders,
+opens when asked clearly, at the dimension's rate; an empty gripper is never latched; the same
+in the executor and in the direct sim loop."""
 
 import numpy as np
 import pytest
@@ -9,48 +10,47 @@ from faster_ros.control.latch import GripperLatch, apply_latches
 from faster_ros.embodiment import load_embodiment, parse_embodiment
 from faster_ros.sim.policy_loop import executable
 
-LATCH = GripperLatch(0, close_below=0.3, open_above=0.8, max_step=0.12)
+LATCH = GripperLatch(0, close_below=0.3, open_above=0.8, holding_gap=0.25, max_step=0.12)
 
 
-def test_wander_inside_the_band_is_held_closed_and_a_firmer_close_is_followed():
+def test_a_held_object_stays_held_through_wanders_and_a_firmer_close_is_followed():
     values = np.array([0.5, 0.25, 0.6, 0.1, 0.7, 0.05, 0.5])
-    out, changed = LATCH.apply(values, start=1.0)
-    np.testing.assert_allclose(out, [0.5, 0.25, 0.25, 0.1, 0.1, 0.05, 0.05])
-    assert changed == 3
+    out, changed = LATCH.apply(values, start=0.2, measured=0.6)  # fingers stopped on the cube
+    np.testing.assert_allclose(out, [0.2, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05])
+    assert changed == 5
 
 
 def test_release_at_open_above_then_rises_at_the_rate_until_it_meets_the_policy():
     values = np.array([0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.95])
-    out, _ = LATCH.apply(values, start=0.0)  # starts closed: the command in force is 0
+    out, _ = LATCH.apply(values, start=0.0, measured=0.55)
     np.testing.assert_allclose(out, [0.0, 0.12, 0.24, 0.36, 0.48, 0.6, 0.72, 0.84, 0.95])
     assert np.all(np.diff(out) <= 0.12 + 1e-12)
 
 
-def test_open_gripper_passes_through_untouched_and_the_start_decides_the_state():
-    ramp = np.linspace(1.0, 0.35, 6)  # closing, still above close_below
-    out, changed = LATCH.apply(ramp, start=1.0)
-    np.testing.assert_array_equal(out, ramp)
-    assert changed == 0
-    held, _ = LATCH.apply(np.array([0.6, 0.6]), start=0.2)  # closed command in force
-    np.testing.assert_allclose(held, [0.2, 0.2])
+def test_an_empty_or_open_gripper_passes_through_untouched():
+    opening = np.linspace(0.05, 0.35, 6)  # closed and empty (fingers at 0.1): opens freely
+    for start, measured in ((0.0, 0.1), (1.0, 1.0), (0.0, None), (0.2, np.nan)):
+        out, changed = LATCH.apply(opening, start=start, measured=measured)
+        np.testing.assert_array_equal(out, opening)
+        assert changed == 0
     with pytest.raises(ValueError, match="close_below 0.8 must be below open_above 0.3"):
-        GripperLatch(0, 0.8, 0.3, 0.1)
+        GripperLatch(0, 0.8, 0.3, 0.25, 0.1)
 
 
 def test_non_finite_chunk_is_left_for_the_gate():
     values = np.array([0.6, np.nan, 0.6])
-    out, changed = LATCH.apply(values, start=0.1)
+    out, changed = LATCH.apply(values, start=0.1, measured=0.6)
     assert changed == 0 and np.isnan(out[1])
 
 
 def test_apply_latches_touches_only_the_latched_dimensions():
     positions = np.tile([0.5, 0.6], (4, 1))
-    latch = GripperLatch(1, 0.3, 0.8, 0.1)
-    out, changed = apply_latches(positions, np.array([0.0, 0.1]), (latch,))
+    latch = GripperLatch(1, 0.3, 0.8, 0.25, 0.1)
+    out, changed = apply_latches(positions, np.array([0.0, 0.1]), np.array([0.6, 0.6]), (latch,))
     np.testing.assert_allclose(out[:, 0], 0.5)
     np.testing.assert_allclose(out[:, 1], 0.1)
     assert changed == 4
-    same, n = apply_latches(positions, np.zeros(2), ())
+    same, n = apply_latches(positions, np.zeros(2), None, ())
     assert same is positions and n == 0
 
 
@@ -59,8 +59,9 @@ GRIP = ALOHA.index("left_arm_gripper")
 
 
 def test_aloha_config_latches_both_grippers_at_their_rate():
-    assert [(latch.index, latch.close_below, latch.open_above) for latch in ALOHA.latches] == [
-        (GRIP, 0.3, 0.8), (ALOHA.index("right_arm_gripper"), 0.3, 0.8)]
+    assert [(la.index, la.close_below, la.open_above, la.holding_gap)
+            for la in ALOHA.latches] == [(GRIP, 0.3, 0.8, 0.25),
+                                         (ALOHA.index("right_arm_gripper"), 0.3, 0.8, 0.25)]
     assert ALOHA.latches[0].max_step == pytest.approx(6.0 / 50.0)
     no_latch = parse_embodiment(_raw_without_latches(), "x.yaml")
     assert no_latch.latches == ()
@@ -77,20 +78,23 @@ def _raw_without_latches() -> dict:
     return raw
 
 
-def _closed_executor(grip: float = 0.0) -> tuple[ChunkExecutor, np.ndarray]:
+def _holding_executor() -> tuple[ChunkExecutor, np.ndarray]:
+    """An executor commanding the left gripper closed (0) on a cube that stops it at 0.55."""
     ex = ChunkExecutor(ALOHA)
     pose = ALOHA.home.copy()
-    pose[GRIP] = grip
+    pose[GRIP] = 0.0
     ex.set_measured(pose, 0.0)
-    held = np.tile(pose, (32, 1))
-    assert ex.submit(Chunk(held, start_time=0.0, dt=ALOHA.control.dt), 0.0).accepted
+    assert ex.submit(Chunk(np.tile(pose, (32, 1)), start_time=0.0, dt=ALOHA.control.dt),
+                     0.0).accepted
+    measured = pose.copy()
+    measured[GRIP] = 0.55
+    ex.set_measured(measured, 0.1)
     return ex, pose
 
 
-def test_executor_holds_a_closed_gripper_through_a_wandering_chunk():
-    ex, pose = _closed_executor()
+def test_executor_holds_a_held_object_through_a_wandering_chunk():
+    ex, pose = _holding_executor()
     wander = np.tile(pose, (32, 1))
-    wander[:, GRIP] = 0.0
     wander[10:20, GRIP] = 0.1 + np.linspace(0, 0.5, 10)  # up to 0.6, never 0.8
     result = ex.submit(Chunk(wander, start_time=0.2, dt=ALOHA.control.dt), 0.2)
     assert result.accepted, result.reasons
@@ -99,8 +103,8 @@ def test_executor_holds_a_closed_gripper_through_a_wandering_chunk():
     assert ex.status.latched_steps == 10
 
 
-def test_executor_opens_on_a_clear_request_within_the_rate_gate():
-    ex, pose = _closed_executor()
+def test_executor_releases_on_a_clear_request_within_the_rate_gate():
+    ex, pose = _holding_executor()
     release = np.tile(pose, (32, 1))
     release[:, GRIP] = 1.0  # a jump the rate gate would refuse without the latch's ramp
     result = ex.submit(Chunk(release, start_time=0.2, dt=ALOHA.control.dt), 0.2)
@@ -108,6 +112,19 @@ def test_executor_opens_on_a_clear_request_within_the_rate_gate():
     grip = ex.commanded_at(0.2 + ALOHA.control.dt * np.arange(32))[:, GRIP]
     assert grip[-1] == pytest.approx(1.0)
     assert np.max(np.diff(grip)) <= ALOHA.max_rate[GRIP] * ALOHA.control.dt + 1e-9
+
+
+def test_executor_leaves_an_empty_gripper_alone():
+    ex = ChunkExecutor(ALOHA)
+    pose = ALOHA.home.copy()
+    pose[GRIP] = 0.1
+    ex.set_measured(pose, 0.0)
+    opening = np.tile(pose, (32, 1))
+    opening[:, GRIP] = np.linspace(0.1, 0.5, 32)
+    assert ex.submit(Chunk(opening, start_time=0.0, dt=ALOHA.control.dt), 0.0).accepted
+    grip = ex.commanded_at(ALOHA.control.dt * np.arange(32))[:, GRIP]
+    np.testing.assert_allclose(grip[10:], opening[10:, GRIP])  # after the seam blend
+    assert ex.status.latched_steps == 0
 
 
 def test_direct_sim_loop_latches_from_the_last_command_sent():
@@ -120,5 +137,5 @@ def test_direct_sim_loop_latches_from_the_last_command_sent():
     out = type("Out", (), {"actions": chunk, "ok": True, "invalid": []})()
     actions, refused = executable(out, state, ALOHA, command)
     assert not refused and np.all(actions[:, GRIP] == 0.0)
-    actions, _ = executable(out, state, ALOHA)  # from the measured 0.45: open, untouched
+    actions, _ = executable(out, state, ALOHA)  # from the measured 0.45: not closed, untouched
     assert np.all(actions[:, GRIP] == 0.6)

@@ -98,12 +98,15 @@ BAD = [
      r"dimensions\[18\]\.home: a velocity dimension starts at 0: home is for positions"),
     ("limits not numbers", _mutate("dimensions[2].limits", ["low", "high"]),
      r"dimensions\[2\]\.limits: expected \[lower, upper\], got \['low', 'high'\]"),
-    ("latch thresholds reversed", _mutate("dimensions[0].latch", [0.8, 0.3]),
+    ("latch thresholds reversed", _mutate("dimensions[0].latch", dict(
+        close_below=0.8, open_above=0.3, holding_gap=0.2)),
      r"dimensions\[0\]\.latch: expected lower < close_below < open_above < upper"),
-    ("latch of a velocity", _mutate("dimensions[18].latch", [0.1, 0.2]),
+    ("latch of a velocity", _mutate("dimensions[18].latch", dict(
+        close_below=0.1, open_above=0.2, holding_gap=0.1)),
      r"dimensions\[18\]\.latch: a latch is for a gripper's position, not a velocity"),
-    ("latch not a pair", _mutate("dimensions[0].latch", [0.3]),
-     r"dimensions\[0\]\.latch: expected \[close_below, open_above\], got \[0\.3\]"),
+    ("latch key missing", _mutate("dimensions[0].latch", dict(close_below=0.3, open_above=0.8)),
+     r"dimensions\[0\]\.latch: expected numbers for exactly \['close_below', 'holding_gap', "
+     r"'open_above'\]"),
 ]
 
 

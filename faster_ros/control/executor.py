@@ -153,6 +153,7 @@ class ChunkExecutor:
         self._is_velocity = embodiment.is_velocity
         self.latches = embodiment.latches
         self._latched_steps = self._pending_latched = 0
+        self._latest_measured: np.ndarray | None = None
         self._lock = threading.Lock()
         self._accepted = self._rejected = self._interventions = 0
         self._last_verdict: GateResult | None = None
@@ -199,6 +200,8 @@ class ChunkExecutor:
             raise ValueError(f"set_measured: expected {self.embodiment.action_dim} values, got "
                              f"{p.shape}")
         with self._lock:
+            if np.isfinite(p).all():  # the gripper latches read it while active too
+                self._latest_measured = p
             if self._active:
                 return
             p = np.where(self._is_velocity, 0.0, p)
@@ -452,7 +455,8 @@ class ChunkExecutor:
                 f"({chunk.horizon} steps of {chunk.dt:.3f} s)")
         current = self._commanded_at(np.array([anchored.start_time]))[0]
         if self.latches:  # a closed gripper stays closed until the policy clearly opens it
-            latched, changed = apply_latches(anchored.positions, current, self.latches)
+            latched, changed = apply_latches(anchored.positions, current, self._latest_measured,
+                                             self.latches)
             if changed:
                 anchored = replace(anchored, positions=latched)
                 self._pending_latched = changed

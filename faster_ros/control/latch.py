@@ -1,21 +1,22 @@
-"""Gripper latch: a Schmitt trigger on a gripper's commanded opening.
+"""Gripper latch: a gripper holding an object stays closed until the policy clearly opens it.
 
-A closed gripper stays closed until the policy asks clearly to open. Once a command falls below
-``close_below`` the latch holds the lowest value commanded since (it follows a firmer close) and
-ignores everything under ``open_above``; a command at or above ``open_above`` releases it, and the
-opening then rises no faster than the dimension's ``max_rate`` until it meets the policy's values.
+A gripper holds something when its command is below ``close_below`` and its fingers stopped at
+least ``holding_gap`` above that command (the object blocks them). From such a start the latch
+holds the lowest value commanded since (it follows a firmer close) and ignores every command
+under ``open_above``; a command at or above ``open_above`` releases it, and the opening then
+rises no faster than the dimension's ``max_rate`` until it meets the policy's values. An empty
+gripper is never latched: a closed, empty gripper opens along the policy's ramp as before.
 
 Why: a tiny policy's decoded gripper command wanders back to 0.5-0.7 for a chunk now and then
 while the demonstrations hold "closed"; each wander loosens the grip on the object (on the
-simulated ALOHA hand-over: 5 of 20 strict successes from the meeting point without the latch,
-16 of 20 with close_below 0.3 / open_above 0.8). Real deployments threshold their grippers for
-the same reason (RT-1, OpenVLA and Octo binarise the gripper action); the latch keeps the
-policy's continuous command except inside the band, so a gripper still closes and opens along
-the demonstrated ramps.
+simulated ALOHA hand-over, from the meeting point: 5 of 20 strict successes without the latch).
+Real deployments threshold their grippers for the same reason (RT-1, OpenVLA and Octo binarise
+the gripper action); the latch keeps the policy's continuous command everywhere else, so a
+gripper still closes and opens along the demonstrated ramps.
 
-The latch has no state of its own: it is closed exactly when the command it starts from is
-below ``close_below`` (a latched output always is), so the executor starts it from its current
-command and the direct sim loop from the last command it sent.
+The latch keeps no state of its own: whether it holds is read, at the start of every chunk, from
+the command in force and the measured opening (the executor's, or the direct sim loop's last
+command and state).
 """
 
 from __future__ import annotations
@@ -27,38 +28,45 @@ import numpy as np
 
 @dataclass(frozen=True)
 class GripperLatch:
-    """Latch of action dimension ``index``: closes below ``close_below``, opens at
-    ``open_above`` or more, then rises at most ``max_step`` per step."""
+    """Latch of action dimension ``index`` (see the module docstring); ``max_step``: the most
+    an opening may rise per step after a release."""
 
     index: int
     close_below: float
     open_above: float
+    holding_gap: float
     max_step: float
 
     def __post_init__(self) -> None:
         if not self.close_below < self.open_above:
             raise ValueError(f"GripperLatch: close_below {self.close_below} must be below "
                              f"open_above {self.open_above}")
-        if not self.max_step > 0:
-            raise ValueError(f"GripperLatch.max_step must be positive, got {self.max_step}")
+        if not (self.max_step > 0 and self.holding_gap > 0):
+            raise ValueError(f"GripperLatch: max_step and holding_gap must be positive, got "
+                             f"{self.max_step}, {self.holding_gap}")
 
-    def apply(self, values: np.ndarray, start: float) -> tuple[np.ndarray, int]:
-        """(H,) commands of one chunk, ``start`` the command in force before its first step ->
-        (latched commands, how many steps the latch changed)."""
+    def holding(self, command: float, measured: float | None) -> bool:
+        """Closed on an object: commanded closed, fingers stopped ``holding_gap`` short."""
+        return (measured is not None and bool(np.isfinite(measured))
+                and command < self.close_below and measured - command >= self.holding_gap)
+
+    def apply(self, values: np.ndarray, start: float, measured: float | None
+              ) -> tuple[np.ndarray, int]:
+        """(H,) commands of one chunk, ``start`` the command in force before its first step,
+        ``measured`` the gripper's measured opening (None: unknown, no latch) -> (latched
+        commands, how many steps the latch changed)."""
         out = np.array(values, dtype=np.float64)
-        held = float(start) if start < self.close_below else None
+        if not self.holding(start, measured) or not np.isfinite(out).all():
+            return out, 0  # nothing held (or garbage the safety gate rejects)
+        held: float | None = float(start)
         prev, rising = float(start), False
         for k, v in enumerate(out):
-            if not np.isfinite(v):
-                return out, 0  # the safety gate rejects the chunk; nothing to latch
             if held is not None:
                 if v >= self.open_above:
                     held, rising = None, True
                 else:
                     held = min(held, v)
                     out[k] = held
-            elif v < self.close_below:
-                held, rising = v, False
             if held is None and rising:
                 out[k] = min(v, prev + self.max_step)
                 rising = out[k] < v
@@ -66,14 +74,17 @@ class GripperLatch:
         return out, int(np.count_nonzero(out != np.asarray(values, dtype=np.float64)))
 
 
-def apply_latches(positions: np.ndarray, start: np.ndarray, latches: tuple[GripperLatch, ...]
-                  ) -> tuple[np.ndarray, int]:
-    """(H, D) chunk and the (D,) command in force before it -> (latched chunk, steps changed)."""
+def apply_latches(positions: np.ndarray, start: np.ndarray, measured: np.ndarray | None,
+                  latches: tuple[GripperLatch, ...]) -> tuple[np.ndarray, int]:
+    """(H, D) chunk, the (D,) command in force before it and the (D,) measured positions (None:
+    unknown) -> (latched chunk, steps changed)."""
     if not latches:
         return positions, 0
     out = np.array(positions, dtype=np.float64)
     changed = 0
     for latch in latches:
-        out[:, latch.index], n = latch.apply(out[:, latch.index], float(start[latch.index]))
+        j = latch.index
+        out[:, j], n = latch.apply(out[:, j], float(start[j]),
+                                   None if measured is None else float(measured[j]))
         changed += n
     return out, changed

@@ -46,7 +46,7 @@ def executable(out, state: np.ndarray, emb: Embodiment, command: np.ndarray | No
     if chunk_problem(out, emb):
         return np.repeat(np.asarray(state, dtype=np.float64)[None], execute, 0), True
     actions, _ = apply_latches(np.asarray(out.actions, dtype=np.float64)[:execute],
-                               state if command is None else command, emb.latches)
+                               state if command is None else command, state, emb.latches)
     return np.clip(actions, emb.lower, emb.upper), False
 
 
