@@ -10,7 +10,9 @@ prefix       the scripted expert drives the first N steps of each seeded episode
 first-chunk  the policy's first chunk from the start pose, per seed: how far its right tool point
              at the chunk's last step is from the expert's, how much it varies across cube poses
              (against the expert's own spread), and how far a black frame moves it. A policy
-             blind to the camera gives the same chunk for every seed.
+             blind to the camera gives the same chunk for every seed. ``--head``: the same for
+             the chunk a ``--chunk-l1`` policy's auxiliary head regresses (what its context
+             carries, without the codes).
 context      at the start pose, how well the cube's (x, y) can be read linearly (ridge, the best
              of 4 penalties, fitted on the first 2/3 of the seeds, scored on the rest) from the
              image tokens and from the context the action expert reads: where the cube's
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -105,6 +108,16 @@ def context(policy, emb, sim: AlohaSim, seeds: range) -> dict:
     return out
 
 
+class RegressedChunks:
+    """A ``--chunk-l1`` policy answering with its auxiliary head's chunk instead of the codes."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def predict_action_chunk(self, observation) -> SimpleNamespace:
+        return SimpleNamespace(actions=self.policy.regressed_chunk(observation))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,6 +125,8 @@ def main() -> None:
     p.add_argument("--model", default="aloha_sim_vla")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--head", action="store_true",
+                   help="first-chunk: probe the auxiliary chunk head instead of the codes")
     p.add_argument("--steps", type=int, nargs="+", default=[0, 48, 96, 200, 250],
                    help="prefix: expert steps before the policy takes over")
     args = p.parse_args()
@@ -126,7 +141,10 @@ def main() -> None:
                 print(json.dumps(dict(model=args.model, **prefix(policy, emb, sim, seeds, n))))
         else:
             probe = first_chunk if args.probe == "first-chunk" else context
-            print(json.dumps(dict(model=args.model, **probe(policy, emb, sim, seeds))))
+            if args.head:
+                policy = RegressedChunks(policy)
+            print(json.dumps(dict(model=args.model, head=args.head,
+                                  **probe(policy, emb, sim, seeds))))
     finally:
         sim.close()
 

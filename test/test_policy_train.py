@@ -491,10 +491,20 @@ def test_chunk_l1_head_trains_beside_the_codes_and_leaves_decoding_alone(tmp_pat
     obs = SimpleNamespace(images={"head": held.frames["head"].get(0)}, state=held.state[0],
                           instruction="pick up the cup")
     chunk = model.predict_action_chunk(obs, greedy=True)
+    assert model.regressed_chunk(obs).shape == chunk.actions.shape
     with torch.no_grad():
         model.chunk_head.weight.zero_()
+        model.chunk_head.bias.zero_()
     np.testing.assert_array_equal(model.predict_action_chunk(obs, greedy=True).actions,
                                   chunk.actions)
+    # a zero head regresses the normalised 0: the middle of the tokenizer's range, clipped
+    middle = normalizer.denormalize(torch.zeros(1, 8, 4))[0].numpy()
+    np.testing.assert_allclose(model.regressed_chunk(obs), np.clip(
+        middle, model.action_low.numpy(), model.action_high.numpy()), rtol=1e-6)
+    plain_model = FASTerVLA.from_pretrained(train_toy(tmp_path / "plain", toy_setup)[0],
+                                            action_tokenizer=toy_setup)
+    with pytest.raises(ValueError, match="no chunk head"):
+        plain_model.regressed_chunk(obs)
     plain = PolicyDataset(synthetic_episodes()[:3], toy_setup, model.processor)
     with pytest.raises(KeyError, match="chunk_targets"):
         model(plain.collate([0, 1]))

@@ -385,6 +385,26 @@ class FASTerVLA(nn.Module):
         return pixels.to(dev), ids.to(dev), valid.to(dev)
 
     @torch.no_grad()
+    def regressed_chunk(self, observation: Any) -> np.ndarray:
+        """The auxiliary chunk head's own (H, D) physical chunk for ``observation``: a probe of
+        what the context carries (never used to act). Needs ``chunk_l1_weight`` > 0."""
+        if self.chunk_head is None:
+            raise ValueError("this policy has no chunk head (trained without --chunk-l1)")
+        cfg = self.config
+        pixels, ids, valid = self.prepare(observation)
+        context, cvalid = self.encode_context(self.encode_images(pixels), ids, valid)
+        bos_only = torch.zeros(1, cfg.block_size, dtype=torch.long, device=self.device)
+        hidden = self.teacher_forced_hidden(context, cvalid, bos_only, cfg.block_size, spacing=1)
+        pred = self.chunk_head(hidden.mean(1).to(self.chunk_head.weight.dtype))
+        chunk = self.action_tokenizer.normalizer.denormalize(
+            pred.float().view(1, cfg.chunk_size, cfg.action_dim).cpu())
+        history = getattr(observation, "state_history", None)
+        chunk = chunk + torch.as_tensor(self.anchor(
+            np.asarray(observation.state)[None], None if history is None else history[None]))
+        return torch.maximum(torch.minimum(chunk[0], self.action_high.cpu()),
+                             self.action_low.cpu()).numpy()
+
+    @torch.no_grad()
     def predict_action_chunk(self, observation: Any, *, greedy: bool | None = None,
                              block_size: int | None = None) -> PolicyOutput:
         """Observation -> :class:`PolicyOutput` (one chunk, denormalised, with timing).
