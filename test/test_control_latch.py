@@ -49,9 +49,9 @@ def test_apply_latches_touches_only_the_latched_dimensions():
     out, changed = apply_latches(positions, np.array([0.0, 0.1]), np.array([0.6, 0.6]), (latch,))
     np.testing.assert_allclose(out[:, 0], 0.5)
     np.testing.assert_allclose(out[:, 1], 0.1)
-    assert changed == 4
-    same, n = apply_latches(positions, np.zeros(2), None, ())
-    assert same is positions and n == 0
+    assert changed == {1: 4}
+    same, none = apply_latches(positions, np.zeros(2), None, ())
+    assert same is positions and none == {}
 
 
 ALOHA = load_embodiment("aloha_sim")
@@ -101,6 +101,10 @@ def test_executor_holds_a_held_object_through_a_wandering_chunk():
     times = 0.2 + ALOHA.control.dt * np.arange(32)
     assert np.all(ex.commanded_at(times)[:, GRIP] <= 1e-12)
     assert ex.status.latched_steps == 10
+    kept = result.chunk.horizon  # the anchor drops the steps already past
+    assert result.action == "ok" and result.reasons == (
+        f"left_arm_gripper: gripper latch changed 10 of {kept} steps (it holds an object: kept "
+        f"closed until the policy asks for 0.8 or more, then opened at max_rate)",)
 
 
 def test_executor_releases_on_a_clear_request_within_the_rate_gate():

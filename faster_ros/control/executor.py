@@ -454,12 +454,19 @@ class ChunkExecutor:
                 f"before now + min_lead_s; inference took longer than the chunk "
                 f"({chunk.horizon} steps of {chunk.dt:.3f} s)")
         current = self._commanded_at(np.array([anchored.start_time]))[0]
-        if self.latches:  # a closed gripper stays closed until the policy clearly opens it
+        notes: tuple[str, ...] = ()
+        if self.latches:  # a gripper holding something stays closed until clearly opened
             latched, changed = apply_latches(anchored.positions, current, self._latest_measured,
                                              self.latches)
             if changed:
                 anchored = replace(anchored, positions=latched)
-                self._pending_latched = changed
+                self._pending_latched = sum(changed.values())
+                opens = {latch.index: latch.open_above for latch in self.latches}
+                notes = tuple(
+                    f"{self.embodiment.dim_names[j]}: gripper latch changed {n} of "
+                    f"{anchored.horizon} steps (it holds an object: kept closed until the policy "
+                    f"asks for {opens[j]:g} or more, then opened at max_rate)"
+                    for j, n in changed.items())
         blend_time = self.blend_time_s
         if self._handoff_blend_s is not None:  # first chunk after start_from
             blend_time = self._handoff_blend_s
@@ -470,7 +477,8 @@ class ChunkExecutor:
                                            for s in seam))
         blended = blend_seam(anchored, self._commanded_at, max(blend_time, anchored.dt),
                              quaternions=self.quaternions)
-        return self.gate.check(blended, current)
+        result = self.gate.check(blended, current)
+        return replace(result, reasons=result.reasons + notes) if result.accepted else result
 
     def _accept(self, chunk: Chunk, now: float) -> None:
         t0 = chunk.start_time

@@ -75,16 +75,17 @@ class GripperLatch:
 
 
 def apply_latches(positions: np.ndarray, start: np.ndarray, measured: np.ndarray | None,
-                  latches: tuple[GripperLatch, ...]) -> tuple[np.ndarray, int]:
+                  latches: tuple[GripperLatch, ...]) -> tuple[np.ndarray, dict[int, int]]:
     """(H, D) chunk, the (D,) command in force before it and the (D,) measured positions (None:
-    unknown) -> (latched chunk, steps changed)."""
+    unknown) -> (latched chunk, {dimension: steps changed} for each latch that changed any)."""
     if not latches:
-        return positions, 0
+        return positions, {}
     out = np.array(positions, dtype=np.float64)
-    changed = 0
+    changed: dict[int, int] = {}
     for latch in latches:
         j = latch.index
         out[:, j], n = latch.apply(out[:, j], float(start[j]),
                                    None if measured is None else float(measured[j]))
-        changed += n
+        if n:
+            changed[j] = n
     return out, changed
