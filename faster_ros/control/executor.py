@@ -200,8 +200,8 @@ class ChunkExecutor:
             raise ValueError(f"set_measured: expected {self.embodiment.action_dim} values, got "
                              f"{p.shape}")
         with self._lock:
-            if np.isfinite(p).all():  # the gripper latches read it while active too
-                self._latest_measured = p
+            self._latest_measured = p.copy()  # the gripper latches read it while active (a
+            # latch ignores its dimension when the value is not finite)
             if self._active:
                 return
             p = np.where(self._is_velocity, 0.0, p)
