@@ -168,3 +168,41 @@ def test_decode_levels_decodes_only_the_coarse_codebooks():
     assert seen == [None, 1]  # default 0: every codebook
     with pytest.raises(ValueError, match="decode_levels 3 exceeds the 2 codebooks"):
         model.set_decoding(decode_levels=3)
+
+
+def test_keypoint_tokens_follow_a_bright_spot_train_and_survive_save_load(tmp_path):
+    """keypoints K: K more image tokens per camera; their spatial-softmax positions move with
+    the image content; the stem gets gradients; the saved policy predicts the same."""
+    from faster_ros.policy.modeling import KeypointTokens
+
+    model = tiny_policy(keypoints=3)
+    cfg = model.config
+    batch = fake_batch(model)
+    plain = tiny_policy()
+    assert (model.encode_images(batch["pixels"]).shape[1]
+            == plain.encode_images(batch["pixels"]).shape[1] + 3 * cfg.num_cameras)
+    loss, _ = model.train()(batch)
+    loss.backward()
+    assert model.keypoint_tokens.stem[0].weight.grad.abs().sum() > 0
+    # a keypoint map that is the red channel finds a red spot wherever it is
+    spot = KeypointTokens(1, 8)
+    with torch.no_grad():
+        for layer in spot.stem:
+            if isinstance(layer, torch.nn.Conv2d):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        spot.stem[0].weight[0, 0, 2, 2] = 1.0  # channel 0 of the stem: the red pixel
+        spot.stem[2].weight[0, 0, 1, 1] = 1.0
+        spot.stem[4].weight[0, 0] = 1.0
+        spot.log_temperature.fill_(-3.0)
+    frames = -torch.ones(2, 3, 32, 32)
+    frames[0, 0, 4:6, 4:6] = 1.0  # top left
+    frames[1, 0, 26:28, 24:26] = 1.0  # bottom right
+    xy = spot.positions(frames)[:, 0]
+    assert xy[0, 0] < -0.5 and xy[0, 1] < -0.5 and xy[1, 0] > 0.3 and xy[1, 1] > 0.5
+    model.eval().save_pretrained(tmp_path)
+    loaded = FASTerVLA.from_pretrained(tmp_path, action_tokenizer=FakeTokenizer(cfg))
+    assert loaded.config.keypoints == 3
+    obs = fake_observation(cfg)
+    a, b = (m.predict_action_chunk(obs, greedy=True) for m in (model, loaded))
+    assert np.array_equal(a.tokens, b.tokens)

@@ -151,6 +151,11 @@ class FASTerVLAConfig:
     # asks the context to carry what changes the chunk (the cube's position) even where the
     # first code level does not vary with it. Inference decodes codes only; the head is unused.
     chunk_l1_weight: float = 0.0
+    # Keypoint image tokens (0: none): a small conv stem on each camera's frame ends in this many
+    # feature maps, a spatial softmax turns each into its expected (x, y) in [-1, 1], and every
+    # keypoint becomes one more image token for the backbone (Levine et al. 2016; robomimic's
+    # low-data visuomotor encoder). Explicit coordinates of a small object the patch tokens blur.
+    keypoints: int = 0
     # Motion prior (0: none): an MLP of this width maps the state and its recent motion to the
     # expected chunk a_{t+k} - s_t (L1 fit on the training windows before the policy), and the
     # action codes then encode the rest: actions = s_t + prior + decode(codes). Needs
@@ -213,7 +218,7 @@ class FASTerVLAConfig:
                      "steps", "batch_size"):
             _positive_int(name, getattr(self, name))
         for name in ("text_vocab_size", "spacing_jitter", "seed", "decode_levels",
-                     "prior_hidden"):
+                     "prior_hidden", "keypoints"):
             _nonneg_int(name, getattr(self, name))
         if self.decode_levels > self.codebooks:
             raise ValueError(f"FASTerVLAConfig.decode_levels {self.decode_levels} exceeds the "

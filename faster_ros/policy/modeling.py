@@ -87,6 +87,35 @@ class MotionPrior(nn.Module):
         return self.net(x).view(-1, *self.shape)
 
 
+class KeypointTokens(nn.Module):
+    """Frames (N, 3, S, S) in [-1, 1] -> (N, K, D) keypoint tokens: conv stem, spatial softmax
+    (learned temperature) to each map's expected (x, y), a shared linear map of the
+    coordinates plus a learned embedding per keypoint."""
+
+    def __init__(self, keypoints: int, width: int, channels: int = 32):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, channels, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, padding=1), nn.GELU(),
+            nn.Conv2d(channels, keypoints, 1))
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.coords = nn.Linear(2, width)
+        self.identity = nn.Parameter(torch.randn(keypoints, width) * 0.02)
+
+    def positions(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) -> (N, K, 2) expected (x, y) of each keypoint map, in [-1, 1]."""
+        maps = self.stem(pixels)  # (N, K, h, w)
+        n, k, h, w = maps.shape
+        weights = torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=maps.device),
+                                torch.linspace(-1, 1, w, device=maps.device), indexing="ij")
+        grid = torch.stack([xs.flatten(), ys.flatten()], dim=-1).to(weights.dtype)  # (hw, 2)
+        return weights @ grid  # (N, K, 2)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.coords(self.positions(pixels)) + self.identity
+
+
 @dataclass
 class PolicyOutput:
     """One predicted chunk.
@@ -140,6 +169,8 @@ class FASTerVLA(nn.Module):
         self.prior = MotionPrior(config) if config.prior_hidden else None
         self.chunk_head = (nn.Linear(config.expert_width, config.chunk_size * d)
                            if config.chunk_l1_weight > 0 else None)
+        self.keypoint_tokens = (KeypointTokens(config.keypoints, backbone.hidden_size)
+                                if config.keypoints else None)
         self.action_tokenizer = action_tokenizer
         self.tokenizer_ref = tokenizer_ref
         self.provenance: dict[str, Any] = {}
@@ -202,8 +233,15 @@ class FASTerVLA(nn.Module):
         return self.expert.token_proj(emb.to(self.expert.token_proj.weight.dtype))
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, n_cam, 3, S, S) -> (B, T_img, D) backbone image embeddings."""
-        return self.backbone.embed_images(pixels)
+        """(B, n_cam, 3, S, S) -> (B, T_img, D) backbone image embeddings (the keypoint tokens
+        of every camera after its patch tokens, when the config has keypoints)."""
+        image = self.backbone.embed_images(pixels)
+        if self.keypoint_tokens is None:
+            return image
+        b = pixels.shape[0]
+        points = self.keypoint_tokens(pixels.flatten(0, 1).to(
+            self.keypoint_tokens.coords.weight.dtype))  # (B * n_cam, K, D)
+        return torch.cat([image, points.reshape(b, -1, points.shape[-1]).to(image.dtype)], 1)
 
     def encode_context(self, image_embeds: torch.Tensor, input_ids: torch.Tensor,
                        text_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

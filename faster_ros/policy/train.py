@@ -91,6 +91,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="auxiliary chunk regression: weight of the L1 of a linear head on the "
                         "first block's hidden states against the normalised chunk (config "
                         "chunk_l1_weight; FASTerVQ tokenizers; unused at inference)")
+    p.add_argument("--keypoints", type=int, default=None, metavar="K",
+                   help="K spatial-softmax keypoint image tokens per camera beside the patch "
+                        "tokens (config keypoints; 0: none)")
     p.add_argument("--stride", type=int, default=1, help="window stride within episodes")
     p.add_argument("--run-dir", default=None, help="checkpoints (default runs/<out name>)")
     p.add_argument("--cache-dir", default="runs/frame_cache", help="resized-frame .npy cache")
@@ -196,6 +199,8 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
         overrides["prompt_state"] = False
     if args.chunk_l1 is not None:
         overrides["chunk_l1_weight"] = args.chunk_l1
+    if args.keypoints is not None:
+        overrides["keypoints"] = args.keypoints
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
     if getattr(tokenizer.config, "kind", "") == "fast" and args.block_size is None:
         # a BPE list is decoded token by token: blocks predicted in parallel gave lists of the
