@@ -461,12 +461,11 @@ class ChunkExecutor:
             if changed:
                 anchored = replace(anchored, positions=latched)
                 self._pending_latched = sum(changed.values())
-                opens = {latch.index: latch.open_above for latch in self.latches}
                 notes = tuple(
-                    f"{self.embodiment.dim_names[j]}: gripper latch changed {n} of "
-                    f"{anchored.horizon} steps (it holds an object: kept closed until the policy "
-                    f"asks for {opens[j]:g} or more, then opened at max_rate)"
-                    for j, n in changed.items())
+                    f"{self.embodiment.dim_names[latch.index]}: gripper latch changed "
+                    f"{changed[latch.index]} of {anchored.horizon} steps (it holds an object: "
+                    f"kept closed until the policy asks for {latch.open_above:g} or more, then "
+                    f"opened at max_rate)" for latch in self.latches if latch.index in changed)
         blend_time = self.blend_time_s
         if self._handoff_blend_s is not None:  # first chunk after start_from
             blend_time = self._handoff_blend_s

@@ -303,13 +303,19 @@ class FASTerVLA(nn.Module):
             if "chunk" not in batch:
                 raise KeyError("chunk_l1_weight > 0 needs the batch's normalised chunk "
                                "('chunk', (B, H, D)): PolicyDataset(chunk_targets=True)")
-            first = hidden[:, : cfg.block_size].mean(1)  # sees the context only
-            pred = self.chunk_head(first.to(self.chunk_head.weight.dtype))
-            chunk_l1 = (pred.float().view_as(batch["chunk"]) - batch["chunk"]).abs().mean()
+            chunk_l1 = (self._regress_chunk(hidden) - batch["chunk"]).abs().mean()
             loss = loss + cfg.chunk_l1_weight * chunk_l1
             metrics["chunk_l1"] = float(chunk_l1.detach())
         metrics["loss"] = float(loss.detach())
         return loss, metrics
+
+    def _regress_chunk(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Expert hidden states (B, N >= block, E) -> the chunk head's (B, H, D) normalised
+        chunk, from the first block's states (they see the context only)."""
+        cfg = self.config
+        first = hidden[:, : cfg.block_size].mean(1)
+        pred = self.chunk_head(first.to(self.chunk_head.weight.dtype))
+        return pred.float().view(-1, cfg.chunk_size, cfg.action_dim)
 
     # ------------------------------------------------------------------ inference
     @property
@@ -398,14 +404,19 @@ class FASTerVLA(nn.Module):
         tok = self.action_tokenizer
         codes = tok.tokens_to_codes(tokens.cpu())
         levels = self.config.decode_levels or None  # 0: every codebook
-        actions = tok.decode(codes, levels=levels).float()  # (B, H, D)
+        actions = self._physical(tok.decode(codes, levels=levels).float(), state, history)
+        return codes.numpy().astype(np.int64), actions.numpy().astype(np.float32)
+
+    def _physical(self, actions: torch.Tensor, state: np.ndarray | None,
+                  history: np.ndarray | None) -> torch.Tensor:
+        """Decoded (B, H, D) CPU actions -> physical: plus the :meth:`anchor` with
+        ``relative_to_state``, clipped to the action limits."""
         if self.config.relative_to_state:
             if state is None:
                 raise ValueError("relative_to_state: the current state is needed to decode")
             actions = actions + torch.as_tensor(self.anchor(state, history))
-        actions = torch.maximum(torch.minimum(actions, self.action_high.cpu()),
-                                self.action_low.cpu())
-        return codes.numpy().astype(np.int64), actions.numpy().astype(np.float32)
+        return torch.maximum(torch.minimum(actions, self.action_high.cpu()),
+                             self.action_low.cpu())
 
     def prepare(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """An observation (``.images`` camera -> (H, W, 3) uint8, ``.state`` (S,),
@@ -433,14 +444,10 @@ class FASTerVLA(nn.Module):
         context, cvalid = self.encode_context(self.encode_images(pixels), ids, valid)
         bos_only = torch.zeros(1, cfg.block_size, dtype=torch.long, device=self.device)
         hidden = self.teacher_forced_hidden(context, cvalid, bos_only, cfg.block_size, spacing=1)
-        pred = self.chunk_head(hidden.mean(1).to(self.chunk_head.weight.dtype))
-        chunk = self.action_tokenizer.normalizer.denormalize(
-            pred.float().view(1, cfg.chunk_size, cfg.action_dim).cpu())
+        chunk = self.action_tokenizer.normalizer.denormalize(self._regress_chunk(hidden).cpu())
         history = getattr(observation, "state_history", None)
-        chunk = chunk + torch.as_tensor(self.anchor(
-            np.asarray(observation.state)[None], None if history is None else history[None]))
-        return torch.maximum(torch.minimum(chunk[0], self.action_high.cpu()),
-                             self.action_low.cpu()).numpy()
+        return self._physical(chunk, np.asarray(observation.state)[None],
+                              None if history is None else history[None])[0].numpy()
 
     @torch.no_grad()
     def predict_action_chunk(self, observation: Any, *, greedy: bool | None = None,
