@@ -10,6 +10,7 @@
     faster-ros sim-demos --out DIR          scripted ALOHA transfer-cube demos (LeRobot + bags)
     faster-ros sim-eval --model M           closed-loop success in the ALOHA sim, stack in loop
     faster-ros sim-vision --demos D --out O pretrain a policy's vision tower on labelled sim frames
+    faster-ros sim-locator --demos D --out O  train an object locator on labelled sim frames
     faster-ros replay BAG --embodiment X    policy (or --tokenizer-only) vs a rosbag2; --publish
     faster-ros record OUT --embodiment X    record the stack's inputs, outputs and modes
 
@@ -31,7 +32,7 @@ DELEGATED = {
 }
 # Commands implemented entirely by another module's ``main(argv)``.
 STANDALONE = {"sim-eval": "faster_ros.ros.sim_eval", "sim-demos": "faster_ros.sim.record",
-              "sim-vision": "faster_ros.sim.vision"}
+              "sim-vision": "faster_ros.sim.vision", "sim-locator": "faster_ros.sim.locator_data"}
 
 
 def _demo(args) -> int:

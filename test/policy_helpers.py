@@ -48,11 +48,14 @@ class FakeTokenizer:
 
 
 def tiny_policy(backbone: str = "paligemma", seed: int = 0, **overrides) -> FASTerVLA:
+    """The debug preset with config ``overrides``; ``locator``, ``cue_low`` and ``cue_high``
+    go to ``FASTerVLA.build``."""
     torch.manual_seed(seed)
+    extra = {k: overrides.pop(k) for k in ("locator", "cue_low", "cue_high") if k in overrides}
     cfg = FASTerVLAConfig.preset("debug", backbone=backbone, action_dim=4, **overrides)
     model = FASTerVLA.build(cfg, state_low=np.zeros(cfg.state_dim),
                             state_high=np.ones(cfg.state_dim), action_low=np.zeros(4),
-                            action_high=np.ones(4), words=["pick up the cup"])
+                            action_high=np.ones(4), words=["pick up the cup"], **extra)
     model.action_tokenizer = FakeTokenizer(cfg)
     return model.eval()
 

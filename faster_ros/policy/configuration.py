@@ -156,6 +156,12 @@ class FASTerVLAConfig:
     # keypoint becomes one more image token for the backbone (Levine et al. 2016; robomimic's
     # low-data visuomotor encoder). Explicit coordinates of a small object the patch tokens blur.
     keypoints: int = 0
+    # Object cues (0: none): this many values from an object locator that runs on the camera
+    # frame inside the policy (:mod:`faster_ros.policy.locator`; e.g. the cube's x, y, z), each
+    # discretised into state_bins bins over its training range and put in the prompt after the
+    # state as ``object b1 .. bK ;``. Explicit numbers the policy reads more easily than the
+    # few pixels of a small object (the ALOHA policies' first chunk ignored the cube without).
+    cues: int = 0
     # Motion prior (0: none): an MLP of this width maps the state and its recent motion to the
     # expected chunk a_{t+k} - s_t (L1 fit on the training windows before the policy), and the
     # action codes then encode the rest: actions = s_t + prior + decode(codes). Needs
@@ -218,7 +224,7 @@ class FASTerVLAConfig:
                      "steps", "batch_size"):
             _positive_int(name, getattr(self, name))
         for name in ("text_vocab_size", "spacing_jitter", "seed", "decode_levels",
-                     "prior_hidden", "keypoints"):
+                     "prior_hidden", "keypoints", "cues"):
             _nonneg_int(name, getattr(self, name))
         if self.decode_levels > self.codebooks:
             raise ValueError(f"FASTerVLAConfig.decode_levels {self.decode_levels} exceeds the "

@@ -85,6 +85,36 @@ def episode_stats(episodes: Sequence[Episode], history_s: Sequence[float] = ()
     return stats
 
 
+def episode_cues(ep: Episode, locator: Any, cache_dir: str | Path | None = None,
+                 tag: str = "") -> np.ndarray:
+    """(T, C) float32: ``locator`` (:class:`faster_ros.policy.locator.ObjectLocator`) on every
+    frame of its camera in ``ep``, cached as .npy under ``cache_dir`` (keyed by the episode
+    and ``tag``, which should name the locator's weights)."""
+    from faster_ros.policy.processor import find_camera
+
+    camera = find_camera(ep.frames, locator.cfg.camera)
+    if camera is None:
+        raise ValueError(f"{ep.name}: no camera {locator.cfg.camera!r} for the object locator "
+                         f"(has {sorted(ep.frames)})")
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha1(f"{ep.source}|{ep.name}|{camera}|{tag}".encode()).hexdigest()[:16]
+        path = Path(cache_dir) / f"cues_{key}.npy"
+        if path.is_file():
+            cues = np.load(path)
+            if cues.shape == (len(ep), len(locator.cfg.names)):
+                return cues
+    src = ep.frames[camera]
+    cues = locator.locate(np.stack([locator.cfg.prepare(src.get(i)) for i in range(len(ep))]),
+                          prepared=True).astype(np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, cues)
+        os.replace(tmp, path)
+    return cues
+
+
 def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
                   cache_dir: str | Path | None = None) -> np.ndarray:
     """All frames of one camera, resized for the model: (T, S, S, 3) uint8, cached as .npy."""
@@ -123,7 +153,8 @@ class PolicyDataset:
                  encode_batch: int = 512,
                  anchor: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
                  state_dropout: float = 0.0, start_weight: tuple[float, float] = (1.0, 0.0),
-                 chunk_targets: bool = False):
+                 chunk_targets: bool = False,
+                 cues: Callable[[Episode], np.ndarray] | None = None):
         cfg = processor.cfg
         if not 0.0 <= state_dropout <= 1.0:
             raise ValueError(f"state_dropout is a probability in [0, 1], got {state_dropout}")
@@ -167,6 +198,17 @@ class PolicyDataset:
                 self.chunks = normalizer.normalize(torch.as_tensor(actions)).values.float()
         self.frames = {c: [cached_frames(ep, c, processor, cache_dir) for ep in self.episodes]
                        for c in self.cameras}
+        # per episode (T, C) object cues (e.g. a locator's estimate on every frame)
+        self.cues: list[np.ndarray] | None = None
+        if cfg.cues:
+            if cues is None:
+                raise ValueError(f"the config has {cfg.cues} object cues: pass cues=")
+            self.cues = [np.asarray(cues(ep), np.float64) for ep in self.episodes]
+            bad = [ep.name for ep, c in zip(self.episodes, self.cues)
+                   if c.shape != (len(ep), cfg.cues)]
+            if bad:
+                raise ValueError(f"object cues must be (T, {cfg.cues}) per episode; wrong for "
+                                 f"{bad[:3]}")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -188,7 +230,9 @@ class PolicyDataset:
         e, t = self.index[i]
         ep = self.episodes[e]
         text = self.instruction if self.instruction is not None else ep.instruction
-        return self.processor.prompt_ids(text, ep.state[t], jitter, self.history(i), drop_state)
+        cues = None if self.cues is None else self.cues[e][t]
+        return self.processor.prompt_ids(text, ep.state[t], jitter, self.history(i), drop_state,
+                                         cues)
 
     def collate(self, indices: Sequence[int], rng: np.random.Generator | None = None
                 ) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,13 @@ from faster_ros.policy.decoding import (
     block_inputs,
 )
 from faster_ros.policy.expert import ActionExpert
+from faster_ros.policy.locator import META as LOCATOR_META
+from faster_ros.policy.locator import ObjectLocator
 from faster_ros.policy.masks import block_causal_mask
 from faster_ros.policy.processor import (
     PromptProcessor,
     build_word_tokenizer,
+    find_camera,
     numeral_embeddings,
 )
 
@@ -151,9 +154,19 @@ class FASTerVLA(nn.Module):
 
     def __init__(self, config: FASTerVLAConfig, backbone: Backbone, processor: PromptProcessor,
                  action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
-                 action_tokenizer: Any = None, tokenizer_ref: str = ""):
+                 action_tokenizer: Any = None, tokenizer_ref: str = "",
+                 locator: ObjectLocator | None = None):
         super().__init__()
         self.config = config
+        if bool(config.cues) != (locator is not None) or (
+                locator is not None and len(locator.cfg.names) != config.cues):
+            raise ValueError(f"FASTerVLA: config.cues is {config.cues}, locator outputs "
+                             f"{None if locator is None else len(locator.cfg.names)}: they must "
+                             f"match (no locator without cues)")
+        # the object locator (frozen: trained on its own labels, never by the action loss)
+        self.locator = locator
+        if locator is not None:
+            locator.requires_grad_(False)
         self.backbone = backbone
         self.processor = processor
         backbone.resize_vocab(max(backbone.vocab_size, processor.vocab_size))
@@ -192,7 +205,9 @@ class FASTerVLA(nn.Module):
     def build(cls, config: FASTerVLAConfig, *, state_low: np.ndarray, state_high: np.ndarray,
               action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
               history_span: np.ndarray | None = None, words: Sequence[str] = (),
-              action_tokenizer: Any = None, tokenizer_ref: str = "") -> FASTerVLA:
+              action_tokenizer: Any = None, tokenizer_ref: str = "",
+              locator: ObjectLocator | None = None, cue_low: np.ndarray | None = None,
+              cue_high: np.ndarray | None = None) -> FASTerVLA:
         """A new policy. With ``config.backbone_path`` the backbone and its text tokenizer come
         from that local checkpoint (pretrained weights); otherwise both are built from the
         config with random weights and a word-level vocabulary (``words`` adds words to it)."""
@@ -200,10 +215,11 @@ class FASTerVLA(nn.Module):
             backbone = load_backbone(config.backbone_path)
             processor = PromptProcessor.from_backbone_dir(
                 config.backbone_path, config, state_low, state_high, backbone.image_size,
-                history_span)
+                history_span, cue_low, cue_high)
         else:
             processor = PromptProcessor(config, build_word_tokenizer(config, words), state_low,
-                                        state_high, history_span=history_span)
+                                        state_high, history_span=history_span, cue_low=cue_low,
+                                        cue_high=cue_high)
             backbone = build_backbone(config, max(config.text_vocab_size,
                                                   processor.vocab_size))
             weight = backbone.embedding.weight
@@ -211,7 +227,7 @@ class FASTerVLA(nn.Module):
                 weight[processor.state_bin_ids()] = numeral_embeddings(
                     config.state_bins, weight.shape[1], float(weight.std()))
         return cls(config, backbone, processor, action_low, action_high, action_tokenizer,
-                   tokenizer_ref)
+                   tokenizer_ref, locator)
 
     @property
     def device(self) -> torch.device:
@@ -429,9 +445,21 @@ class FASTerVLA(nn.Module):
             "instruction", "")
         history = getattr(observation, "state_history", None)
         ids, valid = proc.pad([proc.prompt_ids(instruction, np.asarray(observation.state),
-                                               history=history)])
+                                               history=history,
+                                               cues=self.locate(observation.images))])
         dev = self.device
         return pixels.to(dev), ids.to(dev), valid.to(dev)
+
+    def locate(self, images: Any) -> np.ndarray | None:
+        """The object locator's (C,) estimate from its camera's frame in ``images`` (camera ->
+        (H, W, 3) uint8); None for a policy without cues."""
+        if self.locator is None:
+            return None
+        key = find_camera(images, self.locator.cfg.camera)
+        if key is None:
+            raise ValueError(f"observation lacks camera {self.locator.cfg.camera!r}, which the "
+                             f"policy's object locator reads (got {sorted(images)})")
+        return self.locator.locate([images[key]])[0]
 
     @torch.no_grad()
     def regressed_chunk(self, observation: Any) -> np.ndarray:
@@ -490,6 +518,9 @@ class FASTerVLA(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, directory / WEIGHTS_FILE, metadata={"format": "pt"})
         self.processor.save(directory)
+        if self.locator is not None:  # its weights are in model.safetensors (locator.*)
+            (directory / LOCATOR_META).write_text(
+                json.dumps(dict(config=asdict(self.locator.cfg)), indent=2) + "\n")
         meta = dict(action_tokenizer=self.tokenizer_ref, family=self.backbone.family,
                     provenance=self.provenance)
         (directory / POLICY_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -514,8 +545,9 @@ class FASTerVLA(nn.Module):
         meta = json.loads((directory / POLICY_FILE).read_text())
         processor = PromptProcessor.load(directory, config)
         hf = json.loads((directory / BACKBONE_CONFIG_FILE).read_text())
+        locator = ObjectLocator(ObjectLocator.config_from(directory)) if config.cues else None
         model = cls(config, backbone_from_hf_config(hf), processor,
-                    tokenizer_ref=meta.get("action_tokenizer", ""))
+                    tokenizer_ref=meta.get("action_tokenizer", ""), locator=locator)
         model.load_state_dict(load_file(directory / WEIGHTS_FILE), strict=True)
         model.provenance = meta.get("provenance", {})
         if action_tokenizer is None and model.tokenizer_ref:

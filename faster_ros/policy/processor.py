@@ -103,12 +103,23 @@ class PromptProcessor:
     """Observation -> backbone inputs: ``pixels (n_cam, 3, S, S)`` and prompt token ids.
 
     ``state_low`` / ``state_high`` (S,) are the per-dimension bin edges (training min / max);
-    ``history_span`` (K, S) the motion ranges of the K ``cfg.state_history_s`` lags."""
+    ``history_span`` (K, S) the motion ranges of the K ``cfg.state_history_s`` lags;
+    ``cue_low`` / ``cue_high`` (C,) the ranges of the ``cfg.cues`` object cues."""
 
     def __init__(self, cfg: FASTerVLAConfig, text_tokenizer: PreTrainedTokenizerFast,
                  state_low: np.ndarray, state_high: np.ndarray, image_size: int | None = None,
-                 history_span: np.ndarray | None = None):
+                 history_span: np.ndarray | None = None, cue_low: np.ndarray | None = None,
+                 cue_high: np.ndarray | None = None):
         self.cfg = cfg
+        if cfg.cues and (cue_low is None or cue_high is None):
+            raise ValueError(f"PromptProcessor: the config has {cfg.cues} object cues but no "
+                             f"cue_low / cue_high")
+        self.cue_low = np.zeros(0) if not cfg.cues else np.asarray(cue_low, np.float64)
+        self.cue_high = np.zeros(0) if not cfg.cues else np.asarray(cue_high, np.float64)
+        if self.cue_low.shape != (cfg.cues,) or self.cue_high.shape != (cfg.cues,) or not (
+                np.all(np.isfinite(self.cue_low)) and np.all(np.isfinite(self.cue_high))):
+            raise ValueError(f"PromptProcessor: cue_low / cue_high must be finite ({cfg.cues},), "
+                             f"got {self.cue_low.shape} / {self.cue_high.shape}")
         k = len(cfg.state_history_s)
         if k and history_span is None:
             raise ValueError(f"PromptProcessor: the config has {k} state-history lags but no "
@@ -202,17 +213,40 @@ class PromptProcessor:
         bins = np.floor(unit * self.cfg.state_bins + (0.0 if jitter is None else jitter))
         return np.clip(bins.astype(np.int64), 0, self.cfg.state_bins - 1)
 
+    def cue_bins(self, cues: np.ndarray) -> np.ndarray:
+        """(C,) object cues -> (C,) int64 bins in 0..state_bins-1 over the training range
+        (clipped: a locator's estimate outside it reads as the nearest edge)."""
+        cues = np.asarray(cues, dtype=np.float64)
+        if cues.shape != (self.cfg.cues,) or not np.all(np.isfinite(cues)):
+            raise ValueError(f"object cues must be {self.cfg.cues} finite values, got "
+                             f"{cues.shape} {cues}")
+        unit = (cues - self.cue_low) / np.maximum(self.cue_high - self.cue_low, 1e-8)
+        return np.clip(np.floor(unit * self.cfg.state_bins).astype(np.int64), 0,
+                       self.cfg.state_bins - 1)
+
     def state_bin_ids(self) -> list[int]:
         """Vocabulary ids of the state-bin tokens "0" .. str(state_bins - 1)."""
         return self.text.convert_tokens_to_ids([str(b) for b in range(self.cfg.state_bins)])
 
     def prompt_text(self, instruction: str, state: np.ndarray, jitter: np.ndarray | None = None,
-                    history: np.ndarray | None = None, drop_state: bool = False) -> str:
+                    history: np.ndarray | None = None, drop_state: bool = False,
+                    cues: np.ndarray | None = None) -> str:
         """``jitter`` in bins is added before rounding (training augmentation): (S,) for the
         state, or (1 + K, S) for the state and the K motion groups. ``history`` (K, S): the
         states at the ``cfg.state_history_s`` lags (required when the config has lags).
         Without ``cfg.prompt_state``, or with ``drop_state`` (training's state dropout), the
-        prompt is the instruction alone."""
+        prompt holds no state. ``cues`` (C,): the object cues (required with ``cfg.cues``),
+        last, as ``object b1 .. bC ;``."""
+        text = self._state_text(instruction, state, jitter, history, drop_state)
+        if self.cfg.cues:
+            if cues is None:
+                raise ValueError(f"this policy needs {self.cfg.cues} object cues (its locator's "
+                                 f"estimate) in the prompt")
+            text += " object " + " ".join(str(b) for b in self.cue_bins(cues)) + " ;"
+        return text
+
+    def _state_text(self, instruction: str, state: np.ndarray, jitter: np.ndarray | None,
+                    history: np.ndarray | None, drop_state: bool) -> str:
         if drop_state or not self.cfg.prompt_state:
             return f"{instruction.strip()} ;"
         jitter = None if jitter is None else np.asarray(jitter).reshape(-1, self.cfg.state_dim)
@@ -230,12 +264,12 @@ class PromptProcessor:
 
     def prompt_ids(self, instruction: str, state: np.ndarray,
                    jitter: np.ndarray | None = None, history: np.ndarray | None = None,
-                   drop_state: bool = False) -> list[int]:
+                   drop_state: bool = False, cues: np.ndarray | None = None) -> list[int]:
         """Token ids of ``<bos> instruction state bins ; [motion bins ;]*K`` (instruction cut
         to ``max_text_tokens``); see :meth:`prompt_text`."""
         words = self.text(instruction.strip(), add_special_tokens=False)["input_ids"]
         words = words[: self.cfg.max_text_tokens]
-        rest = self.text(self.prompt_text("", state, jitter, history, drop_state),
+        rest = self.text(self.prompt_text("", state, jitter, history, drop_state, cues),
                          add_special_tokens=False)["input_ids"]
         head = [self.bos_id] if self.bos_id is not None else []
         return head + list(words) + list(rest)
@@ -256,7 +290,8 @@ class PromptProcessor:
         self.text.save_pretrained(directory / TEXT_TOKENIZER_DIR)
         meta = dict(action_offset=self.action_offset, image_size=self.image_size,
                     state_low=self.state_low.tolist(), state_high=self.state_high.tolist(),
-                    history_span=self.history_span.tolist())
+                    history_span=self.history_span.tolist(), cue_low=self.cue_low.tolist(),
+                    cue_high=self.cue_high.tolist())
         (directory / PROCESSOR_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -266,7 +301,9 @@ class PromptProcessor:
         text = AutoTokenizer.from_pretrained(directory / TEXT_TOKENIZER_DIR, local_files_only=True)
         span = np.asarray(meta.get("history_span", []), np.float64).reshape(-1, cfg.state_dim)
         proc = cls(cfg, text, np.asarray(meta["state_low"]), np.asarray(meta["state_high"]),
-                   image_size=meta["image_size"], history_span=span)
+                   image_size=meta["image_size"], history_span=span,
+                   cue_low=np.asarray(meta.get("cue_low", [])),
+                   cue_high=np.asarray(meta.get("cue_high", [])))
         if proc.action_offset != meta["action_offset"]:
             raise ValueError(f"{directory}: action tokens at id {proc.action_offset}, saved "
                              f"{meta['action_offset']}")
@@ -275,12 +312,13 @@ class PromptProcessor:
     @classmethod
     def from_backbone_dir(cls, local_dir: str | Path, cfg: FASTerVLAConfig,
                           state_low: np.ndarray, state_high: np.ndarray,
-                          image_size: int, history_span: np.ndarray | None = None
+                          image_size: int, history_span: np.ndarray | None = None,
+                          cue_low: np.ndarray | None = None, cue_high: np.ndarray | None = None
                           ) -> PromptProcessor:
         """The checkpoint's own tokenizer, with the action tokens added."""
         text = AutoTokenizer.from_pretrained(local_dir, local_files_only=True)
         return cls(cfg, text, state_low, state_high, image_size=image_size,
-                   history_span=history_span)
+                   history_span=history_span, cue_low=cue_low, cue_high=cue_high)
 
 
 def resize_frame(frame: np.ndarray, size: int, crop: tuple[float, ...] = ()) -> np.ndarray:

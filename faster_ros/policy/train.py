@@ -14,6 +14,7 @@ LeRobot dataset or a rosbag2 recording: anything ``faster_ros.data.read_episodes
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -94,6 +95,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--keypoints", type=int, default=None, metavar="K",
                    help="K spatial-softmax keypoint image tokens per camera beside the patch "
                         "tokens (config keypoints; 0: none)")
+    p.add_argument("--locator", default=None, metavar="DIR",
+                   help="an object locator (faster-ros sim-locator) the policy runs on its "
+                        "camera frame; its estimate goes into the prompt as object bins (config "
+                        "cues). Frozen; run on every training frame first (cached)")
     p.add_argument("--stride", type=int, default=1, help="window stride within episodes")
     p.add_argument("--run-dir", default=None, help="checkpoints (default runs/<out name>)")
     p.add_argument("--cache-dir", default="runs/frame_cache", help="resized-frame .npy cache")
@@ -178,7 +183,28 @@ def _autocast(cfg: FASTerVLAConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=ok)
 
 
-def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> FASTerVLA:
+def locator_cues(args: argparse.Namespace, train_eps: list) -> tuple[Any, Any]:
+    """(the --locator's ObjectLocator or None, episode -> (T, C) cues or None): the locator's
+    estimate on every frame, cached under --cache-dir by the locator's weights."""
+    if not args.locator:
+        return None, None
+    from faster_ros.policy.data import episode_cues
+    from faster_ros.policy.locator import WEIGHTS, ObjectLocator
+
+    locator = ObjectLocator.load(args.locator)
+    tag = hashlib.sha1((Path(args.locator) / WEIGHTS).read_bytes()).hexdigest()[:16]
+    memo: dict[str, np.ndarray] = {}
+
+    def cues(ep: Any) -> np.ndarray:
+        if ep.name not in memo:
+            memo[ep.name] = episode_cues(ep, locator, args.cache_dir, tag)
+        return memo[ep.name]
+
+    return locator, cues
+
+
+def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list,
+                 locator: Any = None, cues: Any = None) -> FASTerVLA:
     prov = getattr(tokenizer.config, "provenance", {}) or {}
     overrides: dict[str, Any] = {"seed": args.seed,
                                  "relative_to_state": bool(prov.get("relative_to_state")),
@@ -201,6 +227,8 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
         overrides["chunk_l1_weight"] = args.chunk_l1
     if args.keypoints is not None:
         overrides["keypoints"] = args.keypoints
+    if locator is not None:
+        overrides["cues"] = len(locator.cfg.names)
     cams = args.cameras or sorted(next(ep for ep in train_eps if ep.frames).frames)[:1]
     if getattr(tokenizer.config, "kind", "") == "fast" and args.block_size is None:
         # a BPE list is decoded token by token: blocks predicted in parallel gave lists of the
@@ -217,7 +245,11 @@ def build_policy(args: argparse.Namespace, tokenizer: Any, train_eps: list) -> F
     cfg = FASTerVLAConfig.from_tokenizer(args.preset, tokenizer.config, cameras=tuple(cams),
                                          num_cameras=len(cams), state_dim=ep0.state.shape[1],
                                          **overrides)
-    stats = episode_stats(usable_episodes(train_eps, cams, cfg.chunk_size), cfg.state_history_s)
+    usable = usable_episodes(train_eps, cams, cfg.chunk_size)
+    stats = episode_stats(usable, cfg.state_history_s)
+    if locator is not None:
+        every = np.concatenate([cues(ep) for ep in tqdm(usable, desc="locating", leave=False)])
+        stats.update(locator=locator, cue_low=every.min(0), cue_high=every.max(0))
     instructions = sorted({ep.instruction for ep in train_eps if ep.instruction})
     torch.manual_seed(args.seed)
     return FASTerVLA.build(cfg, words=instructions, action_tokenizer=tokenizer,
@@ -320,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_eps, held_eps = split_by_tokenizer(episodes, tokenizer)
     run_dir = Path(args.run_dir or Path("runs") / Path(args.out).name)
     ckpt_path = run_dir / "checkpoint.pt"
-    model = build_policy(args, tokenizer, train_eps)
+    locator, cues = locator_cues(args, train_eps)
+    model = build_policy(args, tokenizer, train_eps, locator, cues)
     if args.init_from:  # on resume the checkpoint has the weights: only the provenance
         init_weights(model, args.init_from, held_eps,
                      load=not (args.resume and ckpt_path.is_file()))
@@ -352,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             anchor=model.anchor if model.prior is not None else None,
                             state_dropout=args.state_dropout,
                             start_weight=tuple(args.start_weight),
-                            chunk_targets=cfg.chunk_l1_weight > 0)
+                            chunk_targets=cfg.chunk_l1_weight > 0, cues=cues)
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, betas=cfg.betas,
@@ -405,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.provenance = dict(
             **{k: model.provenance[k] for k in ("init_from", "vision_init")
                if k in model.provenance},
+            **({} if locator is None else {"locator": str(Path(args.locator).resolve())}),
             data=args.data[0] if len(args.data) == 1 else list(args.data), steps=step,
             wall_time_s=round(wall, 1),
             batch_size=cfg.batch_size * world, processes=world, device=str(device),

@@ -29,22 +29,24 @@ SEED_START = 500_000  # far from the demonstration (1000+) and evaluation (0-49)
 
 
 def render_labelled(sim: AlohaSim, states: np.ndarray, frames: int, resize, *,
-                    seed_start: int = SEED_START, seed: int = 0,
+                    seed_start: int = SEED_START, seed: int = 0, labels: str = "xy",
                     progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """``frames`` labelled frames: (images (N, S, S, 3) uint8 after ``resize``, cube xy (N, 2)).
-    Frame i has the cube of seed ``seed_start + i`` and the arms at a random row of ``states``
-    (M, 14)."""
+    """``frames`` labelled frames: (images (N, ...) uint8 after ``resize``, the cube's
+    ``labels`` coordinates ("xy" or "xyz"), (N, 2 or 3)). Frame i has the cube of seed
+    ``seed_start + i`` and the arms at a random row of ``states`` (M, 14)."""
+    if labels not in ("xy", "xyz"):
+        raise ValueError(f"labels is 'xy' or 'xyz', got {labels!r}")
     states = np.asarray(states)
     if states.ndim != 2 or states.shape[1] != 14 or len(states) == 0:
         raise ValueError(f"states must be (M, 14) with M > 0, got {states.shape}")
     rng = np.random.default_rng(seed)
-    images, labels = [], np.zeros((frames, 2), np.float32)
+    images, out = [], np.zeros((frames, len(labels)), np.float32)
     for i in tqdm(range(frames), desc="rendering", disable=not progress, dynamic_ncols=True):
         sim.reset(seed=seed_start + i)
         sim.set_qpos(states[rng.integers(len(states))])
         images.append(resize(sim.render()))
-        labels[i] = sim.box_position()[:2]
-    return np.stack(images), labels
+        out[i] = sim.box_position()[:len(labels)]
+    return np.stack(images), out
 
 
 def demo_states(demos: str | Path) -> np.ndarray:
