@@ -85,34 +85,42 @@ def episode_stats(episodes: Sequence[Episode], history_s: Sequence[float] = ()
     return stats
 
 
+def cached_array(cache_dir: str | Path | None, tag: str, shape: tuple[int, ...],
+                 compute: Callable[[], np.ndarray], prefix: str = "") -> np.ndarray:
+    """``compute()``, or its earlier result from ``cache_dir`` (a .npy named by a hash of
+    ``tag``, used only if it has ``shape``). Written whole, then renamed: DDP ranks build the
+    same cache at once."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{prefix}{hashlib.sha1(tag.encode()).hexdigest()[:16]}.npy"
+        if path.is_file():
+            array = np.load(path)
+            if array.shape == shape:
+                return array
+    array = compute()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, array)
+        os.replace(tmp, path)
+    return array
+
+
 def episode_cues(ep: Episode, locator: Any, cache_dir: str | Path | None = None,
                  tag: str = "") -> np.ndarray:
     """(T, C) float32: ``locator`` (:class:`faster_ros.policy.locator.ObjectLocator`) on every
     frame of its camera in ``ep``, cached as .npy under ``cache_dir`` (keyed by the episode
     and ``tag``, which should name the locator's weights)."""
-    from faster_ros.policy.processor import find_camera
-
     camera = find_camera(ep.frames, locator.cfg.camera)
     if camera is None:
         raise ValueError(f"{ep.name}: no camera {locator.cfg.camera!r} for the object locator "
                          f"(has {sorted(ep.frames)})")
-    path = None
-    if cache_dir is not None:
-        key = hashlib.sha1(f"{ep.source}|{ep.name}|{camera}|{tag}".encode()).hexdigest()[:16]
-        path = Path(cache_dir) / f"cues_{key}.npy"
-        if path.is_file():
-            cues = np.load(path)
-            if cues.shape == (len(ep), len(locator.cfg.names)):
-                return cues
     src = ep.frames[camera]
-    cues = locator.locate(np.stack([locator.cfg.prepare(src.get(i)) for i in range(len(ep))]),
-                          prepared=True).astype(np.float32)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, cues)
-        os.replace(tmp, path)
-    return cues
+    return cached_array(
+        cache_dir, f"{ep.source}|{ep.name}|{camera}|{tag}", (len(ep), len(locator.cfg.names)),
+        lambda: locator.locate(np.stack([locator.cfg.prepare(src.get(i))
+                                         for i in range(len(ep))]),
+                               prepared=True).astype(np.float32), prefix="cues_")
 
 
 def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
@@ -120,24 +128,11 @@ def cached_frames(ep: Episode, camera: str, processor: PromptProcessor,
     """All frames of one camera, resized for the model: (T, S, S, 3) uint8, cached as .npy."""
     s = processor.image_size
     camera = find_camera(ep.frames, camera)
-    path = None
-    if cache_dir is not None:
-        crop = processor.cfg.image_crop
-        tag = f"{ep.source}|{ep.name}|{camera}|{s}" + (f"|crop{list(crop)}" if crop else "")
-        key = hashlib.sha1(tag.encode()).hexdigest()[:16]
-        path = Path(cache_dir) / f"{key}.npy"
-        if path.is_file():
-            frames = np.load(path)
-            if frames.shape == (len(ep), s, s, 3):
-                return frames
+    crop = processor.cfg.image_crop
+    tag = f"{ep.source}|{ep.name}|{camera}|{s}" + (f"|crop{list(crop)}" if crop else "")
     src = ep.frames[camera]
-    frames = np.stack([processor.resize(src.get(i)) for i in range(len(ep))])
-    if path is not None:  # written whole, then renamed: DDP ranks build the same cache at once
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, frames)
-        os.replace(tmp, path)
-    return frames
+    return cached_array(cache_dir, tag, (len(ep), s, s, 3),
+                        lambda: np.stack([processor.resize(src.get(i)) for i in range(len(ep))]))
 
 
 class PolicyDataset:
