@@ -117,6 +117,30 @@ def test_labelled_frames_put_the_arms_at_the_given_states_and_label_the_cube(sim
         sim.reset(seed=7 + i)
         np.testing.assert_allclose(labels[i], sim.box_position()[:2], atol=1e-6)
     assert len({tuple(lab) for lab in labels}) == 3  # a new cube pose per frame
+    _, xyz = render_labelled(sim, states, 2, partial(resize_frame, size=16), seed_start=7,
+                             labels="xyz", progress=False)
+    np.testing.assert_allclose(xyz[:, :2], labels[:2], atol=1e-6)
+    assert xyz.shape == (2, 3) and np.all(xyz[:, 2] > 0)
+    with pytest.raises(ValueError, match="labels"):
+        render_labelled(sim, states, 1, partial(resize_frame, size=16), labels="z")
+
+
+def test_locator_rollout_frames_follow_the_cube_through_the_hand_over(sim):
+    """sim-locator's rollout frames: the scripted hand-over on a seed, a prepared frame every
+    N steps, each labelled with where the cube is then (on the table first, lifted later)."""
+    from faster_ros.policy.locator import LocatorConfig
+    from faster_ros.sim.locator_data import ALOHA_CROP, render_rollouts
+
+    cfg = LocatorConfig(camera="top", names=("x", "y", "z"), crop=ALOHA_CROP, height=12,
+                        width=16)
+    images, labels = render_rollouts(sim, 1, cfg.prepare, every=50, seed_start=0,
+                                     progress=False)
+    assert images.shape == (8, 12, 16, 3) and labels.shape == (8, 3)
+    sim.reset(seed=0)
+    np.testing.assert_allclose(labels[0], sim.box_position(), atol=1e-6)
+    assert labels[-3:, 2].max() > labels[0, 2] + 0.05  # seed 0 is a success: lifted by 250+
+    with pytest.raises(ValueError, match="positive"):
+        render_rollouts(sim, 0, cfg.prepare)
 
 
 class _ChunkPolicy:
