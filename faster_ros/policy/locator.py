@@ -29,12 +29,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
+
+from faster_ros.policy.processor import PromptProcessor, resize_frame
 
 LOCATOR_DIR = "locator"
 WEIGHTS = "locator.safetensors"
@@ -79,31 +80,28 @@ class LocatorConfig:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"locator frame must be (H, W, 3) uint8 RGB, got {frame.shape} "
                              f"{frame.dtype}")
-        if self.crop:
-            h, w = frame.shape[:2]
-            top, left, bottom, right = self.crop
-            r0, c0 = round(top * h), round(left * w)
-            frame = frame[r0:max(round(bottom * h), r0 + 1), c0:max(round(right * w), c0 + 1)]
-        if frame.shape[:2] == (self.height, self.width):
-            return np.ascontiguousarray(frame)
-        shrink = frame.shape[0] > self.height or frame.shape[1] > self.width
-        return cv2.resize(frame, (self.width, self.height),
-                          interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return np.ascontiguousarray(resize_frame(frame, (self.height, self.width), self.crop))
+
+
+def spatial_softmax(maps: torch.Tensor, log_temperature: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) maps -> (N, C, 2) expected (x, y) in [-1, 1] under each map's softmax at
+    temperature exp(``log_temperature``)."""
+    n, c, h, w = maps.shape
+    weights = (maps.flatten(2) / log_temperature.exp()).softmax(-1).view(n, c, h, w)
+    ys = torch.linspace(-1.0, 1.0, h, device=maps.device, dtype=weights.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=maps.device, dtype=weights.dtype)
+    return torch.stack([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], -1)
 
 
 class SpatialSoftmax(nn.Module):
-    """(N, C, H, W) maps -> (N, C, 2) expected (x, y) in [-1, 1] under each map's softmax."""
+    """:func:`spatial_softmax` with a learned temperature."""
 
     def __init__(self):
         super().__init__()
         self.log_temperature = nn.Parameter(torch.zeros(()))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = maps.shape
-        weights = (maps.flatten(2) / self.log_temperature.exp()).softmax(-1).view(n, c, h, w)
-        ys = torch.linspace(-1.0, 1.0, h, device=maps.device, dtype=maps.dtype)
-        xs = torch.linspace(-1.0, 1.0, w, device=maps.device, dtype=maps.dtype)
-        return torch.stack([(weights.sum(2) * xs).sum(-1), (weights.sum(3) * ys).sum(-1)], -1)
+        return spatial_softmax(maps, self.log_temperature)
 
 
 class ObjectLocator(nn.Module):
@@ -129,11 +127,6 @@ class ObjectLocator(nn.Module):
         """(N, 3, height, width) in [-1, 1] -> (N, K) standardised outputs."""
         return self.head(self.softmax(self.stem(pixels)).flatten(1))
 
-    @staticmethod
-    def pixels(prepared: np.ndarray) -> torch.Tensor:
-        """(N, h, w, 3) uint8 -> (N, 3, h, w) float in [-1, 1]."""
-        return torch.as_tensor(prepared).float().div(127.5).sub(1.0).movedim(-1, 1)
-
     @torch.no_grad()
     def locate(self, frames: np.ndarray | list[np.ndarray], prepared: bool = False,
                batch: int = 256) -> np.ndarray:
@@ -143,7 +136,7 @@ class ObjectLocator(nn.Module):
             frames = np.stack([self.cfg.prepare(f) for f in frames])
         frames = np.asarray(frames)
         dtype = self.mean.dtype
-        out = [self(self.pixels(frames[i:i + batch]).to(self.mean.device, dtype))
+        out = [self(PromptProcessor.normalize(frames[i:i + batch]).to(self.mean.device, dtype))
                for i in range(0, len(frames), batch)]
         return (torch.cat(out) * self.std + self.mean).float().cpu().numpy()
 
@@ -217,10 +210,10 @@ def train_locator(cfg: LocatorConfig, images: np.ndarray, targets: np.ndarray, *
 
     def batch_pixels(idx: np.ndarray) -> torch.Tensor:
         if not shift:
-            return ObjectLocator.pixels(images[idx])
+            return PromptProcessor.normalize(images[idx])
         padded = np.pad(images[idx], pad, mode="edge")
         dy, dx = rng.integers(0, 2 * shift + 1, (2, len(idx)))
-        return ObjectLocator.pixels(np.stack([
+        return PromptProcessor.normalize(np.stack([
             p[y:y + cfg.height, x:x + cfg.width] for p, y, x in zip(padded, dy, dx)]))
 
     def val_errors() -> np.ndarray:

@@ -50,7 +50,7 @@ from faster_ros.policy.decoding import (
 )
 from faster_ros.policy.expert import ActionExpert
 from faster_ros.policy.locator import META as LOCATOR_META
-from faster_ros.policy.locator import ObjectLocator
+from faster_ros.policy.locator import ObjectLocator, spatial_softmax
 from faster_ros.policy.masks import block_causal_mask
 from faster_ros.policy.processor import (
     PromptProcessor,
@@ -107,13 +107,7 @@ class KeypointTokens(nn.Module):
 
     def positions(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) -> (N, K, 2) expected (x, y) of each keypoint map, in [-1, 1]."""
-        maps = self.stem(pixels)  # (N, K, h, w)
-        n, k, h, w = maps.shape
-        weights = torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=maps.device),
-                                torch.linspace(-1, 1, w, device=maps.device), indexing="ij")
-        grid = torch.stack([xs.flatten(), ys.flatten()], dim=-1).to(weights.dtype)  # (hw, 2)
-        return weights @ grid  # (N, K, 2)
+        return spatial_softmax(self.stem(pixels), self.log_temperature)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.coords(self.positions(pixels)) + self.identity

@@ -321,16 +321,19 @@ class PromptProcessor:
                    history_span=history_span, cue_low=cue_low, cue_high=cue_high)
 
 
-def resize_frame(frame: np.ndarray, size: int, crop: tuple[float, ...] = ()) -> np.ndarray:
-    """(H, W, 3) uint8 -> (size, size, 3) uint8: the ``crop`` (top, left, bottom, right as
-    fractions of height / width; empty: whole frame), then the resize (area interpolation when
-    shrinking)."""
+def resize_frame(frame: np.ndarray, size: int | tuple[int, int],
+                 crop: tuple[float, ...] = ()) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8, or (height, width, 3) for ``size`` = (height,
+    width): the ``crop`` (top, left, bottom, right as fractions of height / width; empty: whole
+    frame), then the resize (area interpolation when shrinking both ways)."""
+    height, width = (int(size), int(size)) if np.ndim(size) == 0 else size
     if crop:
         h, w = frame.shape[:2]
         top, left, bottom, right = crop
         r0, c0 = round(top * h), round(left * w)
         frame = frame[r0:max(round(bottom * h), r0 + 1), c0:max(round(right * w), c0 + 1)]
-    if frame.shape[:2] == (size, size):
+    if frame.shape[:2] == (height, width):
         return frame
-    interp = cv2.INTER_AREA if min(frame.shape[:2]) > size else cv2.INTER_LINEAR
-    return cv2.resize(frame, (size, size), interpolation=interp)
+    shrink = frame.shape[0] > height and frame.shape[1] > width
+    return cv2.resize(frame, (width, height),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
