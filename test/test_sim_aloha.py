@@ -60,6 +60,26 @@ def test_scripted_expert_transfers_the_cube(sim):
     assert o.box_z > 0.15
 
 
+@pytest.mark.parametrize("seed", [101, 102])
+def test_the_hand_over_tolerates_a_centimetre_of_left_arm_error(sim, seed, monkeypatch):
+    """The demonstrations' hand-over sits in the middle of its window, not at an edge: moved 1 cm
+    along any axis, the left grasp still ends strict, so a policy imitating it has that margin."""
+    import faster_ros.sim.scripted as scripted
+
+    nominal = scripted.LEFT_REACH.copy()
+    failed = []
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            monkeypatch.setattr(scripted, "LEFT_REACH", nominal + sign * 0.01 * np.eye(3)[axis])
+            sim.reset(seed=seed)
+            expert = scripted.TransferCubeExpert(sim)
+            for k in range(400):
+                sim.step(expert.act(k))
+            if not sim.outcome().strict:
+                failed.append((axis, sign))
+    assert not failed, f"seed {seed}: the hand-over failed with the left grasp moved by {failed}"
+
+
 def test_demo_writers_round_trip(sim, tmp_path):
     from faster_ros.data.lerobot import read_lerobot
     from faster_ros.data.rosbag import read_rosbag

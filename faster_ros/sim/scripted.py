@@ -23,7 +23,11 @@ from faster_ros.sim.aloha import ARM_INDICES, BOX_REST_Z, GRIPPER_INDEX, AlohaSi
 TOOL_OFFSET = 0.135  # tool point: this far along the gripper link's x axis (near the fingertips)
 MEET = np.array([0.0, 0.5, 0.25])
 GRASP_HEIGHT = 0.015  # fingertips this far above the cube centre: the bottom half stays free
-LEFT_REACH = np.array([0.02, 0.0, -0.005])  # the left tool point past the cube centre
+# The left tool point's target relative to the cube's centre, at the middle of the measured window
+# in which the hand-over ends strict (40 seeds per offset, session 12): x -0.035..-0.005 (past that
+# the fingers push the cube along x out of the right grip; short of it they miss it), y -0.04..0.0,
+# z -0.02..+0.01. The first setting, (0.02, 0, -0.005), sat at the x edge: 71% strict.
+LEFT_REACH = np.array([-0.025, -0.02, -0.005])
 REAIM_STEP = 250  # the right arm holds the cube at the meeting point from about here
 # World orientations of the gripper links. At the start pose the left gripper looks along +x
 # (identity) and the right one along -x (180 deg about z).
