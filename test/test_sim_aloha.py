@@ -80,6 +80,32 @@ def test_the_hand_over_tolerates_a_centimetre_of_left_arm_error(sim, seed, monke
     assert not failed, f"seed {seed}: the hand-over failed with the left grasp moved by {failed}"
 
 
+def test_a_moved_meeting_point_moves_the_hand_over(sim):
+    """With the meeting point moved (``sim-demos --meet-jitter``), the right arm brings the cube
+    there and the left arm's grasp follows it: the demonstrations then show the left arm going
+    to the cube, wherever it is held."""
+    from faster_ros.sim.record import meeting_point
+    from faster_ros.sim.scripted import MEET, TransferCubeExpert
+
+    points = np.array([meeting_point(seed, 0.04) for seed in range(20)])
+    assert np.abs(points - MEET).max() <= 0.04 and points.std(0).min() > 0.01
+    np.testing.assert_array_equal(meeting_point(7, 0.04), meeting_point(7, 0.04))
+    np.testing.assert_array_equal(meeting_point(7, 0.0), MEET)
+    with pytest.raises(ValueError, match="jitter"):
+        meeting_point(7, -0.01)
+    at_meeting = {}
+    for offset in (np.array([0.04, -0.04, 0.03]), np.zeros(3)):
+        sim.reset(seed=101)
+        expert = TransferCubeExpert(sim, meet=MEET + offset)
+        for k in range(400):
+            sim.step(expert.act(k))
+            if k == 299:
+                at_meeting[tuple(offset)] = sim.box_position()
+        assert sim.outcome().strict, offset
+    moved = at_meeting[(0.04, -0.04, 0.03)] - at_meeting[(0.0, 0.0, 0.0)]
+    np.testing.assert_allclose(moved, [0.04, -0.04, 0.03], atol=0.015)
+
+
 def test_demo_writers_round_trip(sim, tmp_path):
     from faster_ros.data.lerobot import read_lerobot
     from faster_ros.data.rosbag import read_rosbag

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from faster_ros.sim.aloha import DT, EPISODE_STEPS, GRIPPER_INDEX, JOINT_NAMES, AlohaSim
-from faster_ros.sim.scripted import TransferCubeExpert
+from faster_ros.sim.scripted import MEET, TransferCubeExpert
 
 FPS = int(round(1 / DT))
 CAMERA_KEY = "observation.images.top"
@@ -60,16 +60,29 @@ def run_episode(
     render: bool = True,
     frame_every: int = FRAME_EVERY,
     noise: float = 0.0,
+    meet_jitter: float = 0.0,
 ):
     """One scripted episode: (states (T, 14), actions (T, 14), frames (T, H, W, 3) or None,
     outcome). With ``noise`` > 0 (DART, Laskey et al. 2017) the arms are sent the expert's
     targets plus :func:`arm_perturbation` while the recorded action stays the expert's own
     target: the states wander off the plan as a policy's would, and each recorded action is the
-    correction back to it."""
+    correction back to it. With ``meet_jitter`` > 0 the hand-over happens at
+    :func:`meeting_point` instead of the nominal one."""
     sim.reset(seed=seed)
     offsets = arm_perturbation(steps, noise, seed) if noise > 0 else None
-    return record_expert(sim, TransferCubeExpert(sim, steps), steps, render, frame_every,
-                         offsets)
+    expert = TransferCubeExpert(sim, steps, meet=meeting_point(seed, meet_jitter))
+    return record_expert(sim, expert, steps, render, frame_every, offsets)
+
+
+def meeting_point(seed: int, jitter: float) -> np.ndarray:
+    """Where the right arm brings the cube in the seeded episode: the nominal meeting point
+    moved by up to ``jitter`` metres along each axis (uniform, seeded). A policy's right arm
+    never brings the cube exactly to the nominal point; demonstrations that all meet at one
+    point teach the left arm to go there, not to the cube. With the point spread, the left
+    arm's grasp (re-aimed at the measured cube) follows the cube in the demonstrations."""
+    if jitter < 0:
+        raise ValueError(f"meet jitter must be >= 0 metres, got {jitter}")
+    return MEET + np.random.default_rng([seed, 13]).uniform(-jitter, jitter, 3)
 
 
 def run_recovery_episode(
@@ -309,6 +322,7 @@ def generate(
     noise: float = 0.0,
     recover: tuple | None = None,
     recover_label: str = "",
+    meet_jitter: float = 0.0,
 ) -> dict:
     """Keep ``episodes`` strict successes. ``recover`` = (policy, embodiment, (first, last)):
     recovery demonstrations (:func:`run_recovery_episode`), the policy handing over at a seeded
@@ -337,11 +351,12 @@ def generate(
                 sim, seed, policy, emb, takeover, frame_every=frame_every)
         # the sim is deterministic: a quick run without the camera first, the rendered one
         # only for an episode that will be kept (with noise, half of them fail)
-        elif noise > 0 and not run_episode(sim, seed, render=False, noise=noise)[3].strict:
+        elif noise > 0 and not run_episode(sim, seed, render=False, noise=noise,
+                                           meet_jitter=meet_jitter)[3].strict:
             states, actions, frames, outcome = None, None, None, sim.outcome()
         else:
             states, actions, frames, outcome = run_episode(sim, seed, frame_every=frame_every,
-                                                           noise=noise)
+                                                           noise=noise, meet_jitter=meet_jitter)
         sim_s += time.monotonic() - ts
         attempts += 1
         strict += outcome.strict
@@ -378,6 +393,7 @@ def generate(
         "frame_every": frame_every,
         "arm_noise": {"std_rad": noise, "tau_s": NOISE_TAU_S, "fade_steps": list(NOISE_FADE)}
         if noise > 0 else None,
+        "meet_jitter_m": meet_jitter,
         "recovery": {"policy": recover_label, "takeover_steps": list(recover[2])}
         if recover is not None else None,
         "kept": kept,
@@ -414,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
                         "the expert's part is recorded")
     p.add_argument("--takeover", type=int, nargs=2, default=[8, 120], metavar=("FIRST", "LAST"),
                    help="with --recover: the expert takes over at a seeded step in FIRST..LAST")
+    p.add_argument("--meet-jitter", type=float, default=0.0, metavar="M",
+                   help="hand over at a seeded point up to M metres (per axis) from the nominal "
+                        "meeting point, so the left arm's grasp follows the cube (e.g. 0.04)")
     args = p.parse_args(argv)
     recover = None
     if args.recover:
@@ -443,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         noise=args.noise,
         recover=recover,
         recover_label=args.recover or "",
+        meet_jitter=args.meet_jitter,
     )
     print(json.dumps({k: v for k, v in s.items() if k not in ("kept", "failed")}, indent=2))
     return 0 if s["episodes_kept"] >= args.episodes else 1
