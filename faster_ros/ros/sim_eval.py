@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -304,7 +305,9 @@ def plot(paths: list[str], out: Path) -> Path:
     ci = np.array([r["strict_success_ci95"] for r in rows])
     ax.errorbar(x + 0.27, strict, yerr=[strict - ci[:, 0], ci[:, 1] - strict], fmt="none",
                 ecolor="k", capsize=3, lw=1)
-    ax.set_xticks(x, [f"{r['label']}\n({r['episodes']} ep.)" for r in rows], fontsize=8)
+    names = [textwrap.fill(r["label"], 24) for r in rows]  # long labels wrap, not overlap
+    ax.set_xticks(x, [f"{name}\n({r['episodes']} ep.)" for name, r in zip(names, rows)],
+                  fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("fraction of episodes")
     ax.set_title("ALOHA transfer-cube, stack in the loop", fontsize=10)
