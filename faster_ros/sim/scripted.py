@@ -28,10 +28,11 @@ MEET = np.array([0.0, 0.5, 0.25])
 # centre, in 28-30/40.
 GRASP_HEIGHT = -0.005
 # The left tool point's target relative to the cube's centre, at the middle of the measured window
-# in which the hand-over ends strict (40 seeds per offset, session 12): x -0.035..-0.005 (past that
+# in which the hand-over ends strict (40 seeds per offset, session 12): x -0.035..-0.01 (past that
 # the fingers push the cube along x out of the right grip; short of it they miss it), y -0.04..0.0,
-# z -0.02..+0.01. The first setting, (0.02, 0, -0.005), sat at the x edge: 71% strict.
+# z -0.02..+0.005. The first setting, (0.02, 0, -0.005), sat at the x edge: 71% strict.
 LEFT_REACH = np.array([-0.025, -0.02, -0.005])
+LEFT_WAIT = MEET + [-0.12, 0, -0.02]  # the left tool point waits here, open, until it re-aims
 REAIM_STEP = 250  # the right arm holds the cube at the meeting point from about here
 # World orientations of the gripper links. At the start pose the left gripper looks along +x
 # (identity) and the right one along -x (180 deg about z).
@@ -74,10 +75,9 @@ def transfer_cube_waypoints(
         Waypoint(370, meet + [0.1, 0, 0], RIGHT_PICK, 1.0),  # move away
         Waypoint(400, meet + [0.1, 0, 0], RIGHT_PICK, 1.0),
     ]
-    wait = MEET + [-0.12, 0, -0.02]
     left = [
         Waypoint(0, l_home[0], l_home[1], 0.0),
-        Waypoint(120, wait, LEFT_MEET, 1.0),  # wait near the meeting point, open
+        Waypoint(120, LEFT_WAIT, LEFT_MEET, 1.0),  # wait near the meeting point, open
         *left_grasp(meet),
     ]
     return {"left": left, "right": right}
@@ -88,7 +88,7 @@ def left_grasp(cube: np.ndarray) -> list[Waypoint]:
     cube = np.asarray(cube, dtype=np.float64)
     away = cube + [-0.12, 0, 0]
     return [
-        Waypoint(REAIM_STEP, MEET + [-0.12, 0, -0.02], LEFT_MEET, 1.0),
+        Waypoint(REAIM_STEP, LEFT_WAIT, LEFT_MEET, 1.0),
         Waypoint(270, cube + [-0.08, 0, 0], LEFT_MEET, 1.0),  # line up with the cube
         Waypoint(295, cube + LEFT_REACH, LEFT_MEET, 1.0),  # fingers around it
         Waypoint(315, cube + LEFT_REACH, LEFT_MEET, 0.0),  # close
