@@ -13,6 +13,12 @@ first-chunk  the policy's first chunk from the start pose, per seed: how far its
              blind to the camera gives the same chunk for every seed. ``--head``: the same for
              the chunk a ``--chunk-l1`` policy's auxiliary head regresses (what its context
              carries, without the codes).
+handover     the expert drives the first N steps (default 200: the cube lifted), then the policy:
+             per seed, how far the cube is from the nominal meeting point when the left arm
+             re-aims (step 250; the expert's own cube for comparison), how far the left tool
+             point is from its grasp target on the cube (cube + LEFT_REACH) at the close (step
+             305), the right gripper's widest
+             measured opening after the close, and the outcome.
 context      at the start pose, how well the cube's (x, y) can be read linearly (ridge, the best
              of 4 penalties, fitted on the first 2/3 of the seeds, scored on the rest) from the
              image tokens and from the context the action expert reads: where the cube's
@@ -33,7 +39,9 @@ from faster_ros.embodiment import load_embodiment
 from faster_ros.inference import load_policy
 from faster_ros.sim.aloha import AlohaSim
 from faster_ros.sim.policy_loop import drive, observe
-from faster_ros.sim.scripted import ArmIK, TransferCubeExpert
+from faster_ros.sim.scripted import LEFT_REACH, MEET, REAIM_STEP, ArmIK, TransferCubeExpert
+
+DEFAULT_STEPS = [0, 48, 96, 200, 250]
 
 
 def prefix(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int, steps: int = 400) -> dict:
@@ -51,6 +59,54 @@ def prefix(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int, steps: i
     r = np.asarray(reached)
     return dict(expert_steps=prefix_steps, episodes=len(r), touched=float((r >= 1).mean()),
                 lifted=float((r >= 2).mean()), left_touch=float((r >= 3).mean()), strict=strict)
+
+
+class Recorded:
+    """The sim, recording the cube's position after each step into ``boxes`` (step -> xyz)."""
+
+    def __init__(self, sim: AlohaSim, boxes: dict):
+        self._sim, self._boxes = sim, boxes
+
+    def step(self, action):
+        out = self._sim.step(action)
+        self._boxes[self._sim.step_count] = self._sim.box_position()
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self._sim, name)
+
+
+def handover(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int,
+             steps: int = 400, close_step: int = 305) -> dict:
+    left_ik = ArmIK(sim, "left")
+    rows = []
+    for seed in seeds:
+        sim.reset(seed=seed)
+        expert = TransferCubeExpert(sim, steps)
+        for k in range(REAIM_STEP):  # the expert's own cube at the re-aim, for comparison
+            sim.step(expert.act(k))
+        expert_cube = sim.box_position()
+        past = [sim.reset(seed=seed)]
+        expert = TransferCubeExpert(sim, steps)
+        while sim.step_count < prefix_steps:
+            sim.step(expert.act(sim.step_count))
+            past.append(sim.qpos())
+        boxes = {}  # step -> cube position, recorded without cutting the policy's chunks
+        drive(Recorded(sim, boxes), policy, emb, steps, [], past)
+        cube = boxes[REAIM_STEP]
+        left_tool = left_ik.pose(past[close_step][:6])[0]
+        left_err = left_tool - (boxes[close_step] + LEFT_REACH)
+        outcome = sim.outcome()
+        rows.append(dict(seed=seed, cube_off_cm=np.round((cube - MEET) * 100, 1).tolist(),
+                         expert_cube_off_cm=np.round((expert_cube - MEET) * 100, 1).tolist(),
+                         left_err_cm=np.round(left_err * 100, 1).tolist(),
+                         right_open_max=round(float(np.max(np.asarray(past)[close_step:, 13])), 2),
+                         reward=int(outcome.max_reward), strict=bool(outcome.strict)))
+    cm = lambda key: round(float(np.mean([np.linalg.norm(r[key]) for r in rows])), 2)  # noqa: E731
+    return dict(expert_steps=prefix_steps, episodes=len(rows), cube_off_cm=cm("cube_off_cm"),
+                expert_cube_off_cm=cm("expert_cube_off_cm"), left_err_cm=cm("left_err_cm"),
+                left_touch=float(np.mean([r["reward"] >= 3 for r in rows])),
+                strict=int(sum(r["strict"] for r in rows)), per_seed=rows)
 
 
 def first_chunk(policy, emb, sim: AlohaSim, seeds: range) -> dict:
@@ -121,14 +177,14 @@ class RegressedChunks:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("probe", choices=("prefix", "first-chunk", "context"))
+    p.add_argument("probe", choices=("prefix", "handover", "first-chunk", "context"))
     p.add_argument("--model", default="aloha_sim_vla")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--head", action="store_true",
                    help="first-chunk: probe the auxiliary chunk head instead of the codes")
-    p.add_argument("--steps", type=int, nargs="+", default=[0, 48, 96, 200, 250],
-                   help="prefix: expert steps before the policy takes over")
+    p.add_argument("--steps", type=int, nargs="+", default=DEFAULT_STEPS,
+                   help="prefix: expert steps before the policy takes over (handover: 200)")
     args = p.parse_args()
     torch.set_num_threads(1)
     emb = load_embodiment("aloha_sim")
@@ -139,6 +195,9 @@ def main() -> None:
         if args.probe == "prefix":
             for n in args.steps:
                 print(json.dumps(dict(model=args.model, **prefix(policy, emb, sim, seeds, n))))
+        elif args.probe == "handover":
+            for n in args.steps if args.steps != DEFAULT_STEPS else [200]:
+                print(json.dumps(dict(model=args.model, **handover(policy, emb, sim, seeds, n))))
         else:
             probe = first_chunk if args.probe == "first-chunk" else context
             if args.head:
