@@ -22,9 +22,26 @@ def test_a_held_object_stays_held_through_wanders_and_a_firmer_close_is_followed
 
 def test_release_at_open_above_then_rises_at_the_rate_until_it_meets_the_policy():
     values = np.array([0.7, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.95])
-    out, _ = LATCH.apply(values, start=0.0, measured=0.55)
-    np.testing.assert_allclose(out, [0.0, 0.12, 0.24, 0.36, 0.48, 0.6, 0.72, 0.84, 0.95])
+    out, _ = LATCH.apply(values, start=0.0, measured=0.55)  # 0.7 begins the rise to 0.9
+    np.testing.assert_allclose(out, [0.12, 0.24, 0.36, 0.48, 0.6, 0.72, 0.84, 0.96, 0.95])
     assert np.all(np.diff(out) <= 0.12 + 1e-12)
+
+
+def test_a_ramp_that_crosses_open_above_late_opens_from_where_it_begins():
+    # the demonstrated opening: 0 to 1 in 20 steps, here from step 4; it crosses 0.8 at step 20,
+    # after the 16 steps that run before the next chunk replaces this one
+    ramp = np.clip((np.arange(32) - 4) / 20.0, 0.0, 1.0)
+    values = np.r_[0.5, 0.05, 0.2, 0.0, ramp[4:]]  # a wander first: held
+    out, changed = LATCH.apply(values, start=0.0, measured=0.6)
+    np.testing.assert_allclose(out[:4], 0.0)
+    np.testing.assert_allclose(out[4:], ramp[4:])  # the policy's own ramp, within the rate
+    assert changed == 3
+    # the next chunk starts from the command in force after 16 steps: no longer "holding"
+    assert out[15] >= LATCH.close_below and not LATCH.holding(out[15], 0.6)
+    # a wander that never reaches open_above stays held however it rises
+    wander = np.minimum(ramp, 0.75)
+    held, _ = LATCH.apply(wander, start=0.0, measured=0.6)
+    np.testing.assert_allclose(held, 0.0)
 
 
 def test_an_empty_or_open_gripper_passes_through_untouched():
@@ -144,3 +161,17 @@ def test_direct_sim_loop_latches_from_the_last_command_sent():
     assert not refused and np.all(actions[:, GRIP] == 0.0)
     actions, _ = executable(out, state, ALOHA)  # from the measured 0.45: not closed, untouched
     assert np.all(actions[:, GRIP] == 0.6)
+
+
+def test_direct_sim_loop_lets_the_whole_chunk_decide_a_release():
+    state = ALOHA.home.copy()
+    state[GRIP] = 0.6  # fingers on the cube, command in force 0
+    command = state.copy()
+    command[GRIP] = 0.0
+    chunk = np.tile(state, (32, 1))
+    chunk[:, GRIP] = np.clip(np.arange(32) / 20.0, 0.0, 1.0)  # crosses 0.8 at step 16
+    out = type("Out", (), {"actions": chunk, "ok": True, "invalid": []})()
+    actions, _ = executable(out, state, ALOHA, command)
+    execute = ALOHA.control.execute_steps
+    assert len(actions) == execute and np.all(chunk[execute - 1:, GRIP] >= 0.75)
+    np.testing.assert_allclose(actions[:, GRIP], chunk[:execute, GRIP])  # opening, not held

@@ -3,8 +3,12 @@
 A gripper holds something when its command is below ``close_below`` and its fingers stopped at
 least ``holding_gap`` above that command (the object blocks them). From such a start the latch
 holds the lowest value commanded since (it follows a firmer close) and ignores every command
-under ``open_above``; a command at or above ``open_above`` releases it, and the opening then
-rises no faster than the dimension's ``max_rate`` until it meets the policy's values. An empty
+under ``open_above``. A chunk whose commands rise to ``open_above`` releases it, and the opening
+then follows that rise from where it begins, rising no faster than the dimension's ``max_rate``.
+The whole chunk decides, not only the part that runs before the next chunk replaces it: the
+demonstrated opening (0 to 1 in 0.4 s) crosses 0.8 about 16 steps into a chunk, where the next
+one takes over, so a latch that released only at the crossing kept the gripper shut chunk
+after chunk, each new chunk starting the ramp again from the still-closed fingers. An empty
 gripper is never latched: a closed, empty gripper opens along the policy's ramp as before.
 
 Why: a tiny policy's decoded gripper command wanders back to 0.5-0.7 for a chunk now and then
@@ -58,20 +62,18 @@ class GripperLatch:
         out = np.array(values, dtype=np.float64)
         if not self.holding(start, measured) or not np.isfinite(out).all():
             return out, 0  # nothing held (or garbage the safety gate rejects)
-        held: float | None = float(start)
-        prev, rising = float(start), False
-        for k, v in enumerate(out):
-            if held is not None:
-                if v >= self.open_above:
-                    held, rising = None, True
-                else:
-                    held = min(held, v)
-                    out[k] = held
-            if held is None and rising:
-                out[k] = min(v, prev + self.max_step)
-                rising = out[k] < v
-            prev = out[k]
-        return out, int(np.count_nonzero(out != np.asarray(values, dtype=np.float64)))
+        policy = out.copy()
+        cross = np.flatnonzero(policy >= self.open_above)
+        rise = len(out)  # the step the opening starts from: none in this chunk
+        if cross.size:  # released: the opening follows the rise that reaches open_above
+            rise = int(cross[0])
+            while rise > 0 and policy[rise - 1] <= policy[rise]:
+                rise -= 1
+        out[:rise] = np.minimum.accumulate(np.minimum(policy[:rise], float(start)))
+        prev = float(start) if rise == 0 else float(out[rise - 1])
+        for k in range(rise, len(out)):  # from there on no faster than max_step
+            out[k] = prev = min(policy[k], prev + self.max_step)
+        return out, int(np.count_nonzero(out != policy))
 
 
 def apply_latches(positions: np.ndarray, start: np.ndarray, measured: np.ndarray | None,

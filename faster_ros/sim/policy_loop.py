@@ -41,13 +41,13 @@ def executable(out, state: np.ndarray, emb: Embodiment, command: np.ndarray | No
     """(the first ``execute_steps`` actions to run, refused): a chunk that fails
     :func:`faster_ros.inference.chunk_problem` becomes holding ``state``; a good one goes
     through the embodiment's gripper latches from ``command`` (the last command sent; default
-    ``state``), as the executor's do, and is clipped to the joint limits."""
+    ``state``), over the whole chunk as the executor's do, and is clipped to the joint limits."""
     execute = emb.control.execute_steps
     if chunk_problem(out, emb):
         return np.repeat(np.asarray(state, dtype=np.float64)[None], execute, 0), True
-    actions, _ = apply_latches(np.asarray(out.actions, dtype=np.float64)[:execute],
+    actions, _ = apply_latches(np.asarray(out.actions, dtype=np.float64),
                                state if command is None else command, state, emb.latches)
-    return np.clip(actions, emb.lower, emb.upper), False
+    return np.clip(actions[:execute], emb.lower, emb.upper), False
 
 
 def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list[float],
