@@ -96,6 +96,19 @@ def test_chunk_windows_never_cross_end(steps, stride, align_end):
         assert starts[-1] + 4 == steps  # the last step is covered
 
 
+@pytest.mark.parametrize("steps", [1, 3, 4, 5, 11])
+@pytest.mark.parametrize("stride", [1, 3])
+def test_chunk_windows_pad_end_starts_to_the_last_step_and_holds_the_final_action(steps, stride):
+    actions = np.arange(steps * 2, dtype=np.float32).reshape(steps, 2)
+    windows = list(chunk_windows(actions, 4, stride, pad_end=True))
+    assert [s for s, _ in windows] == list(range(0, steps, stride))
+    for s, w in windows:
+        assert w.shape == (4, 2) and not w.flags.writeable
+        real = actions[s:s + 4]
+        np.testing.assert_array_equal(w[:len(real)], real)
+        np.testing.assert_array_equal(w[len(real):], np.repeat(actions[-1:], 4 - len(real), 0))
+
+
 def test_chunk_windows_bad_args():
     with pytest.raises(ValueError):
         list(chunk_windows(np.zeros((5, 2)), 0))

@@ -464,6 +464,24 @@ def test_start_weight_draws_the_first_windows_of_each_episode_more_often(toy_set
         PolicyDataset(eps, toy_setup, proc, start_weight=(0.0, 1.0))
 
 
+def test_pad_end_adds_the_last_starts_of_each_episode_holding_the_final_action(toy_setup):
+    from faster_ros.policy.data import PolicyDataset
+
+    cfg = FASTerVLAConfig.preset("debug", action_dim=4, state_dim=4)
+    proc = FASTerVLA.build(cfg, state_low=np.zeros(4), state_high=np.ones(4),
+                           action_low=np.zeros(4), action_high=np.ones(4)).processor
+    eps = synthetic_episodes(n=2)
+    plain = PolicyDataset(eps, toy_setup, proc)
+    padded = PolicyDataset(eps, toy_setup, proc, pad_end=True)
+    h = cfg.chunk_size
+    assert len(plain) == sum(len(ep) - h + 1 for ep in eps)
+    assert len(padded) == sum(len(ep) for ep in eps)
+    e, t = padded.index[-1]  # the last step of the last episode: its action, held
+    assert t == len(eps[e]) - 1
+    np.testing.assert_allclose(padded.actions[-1], np.repeat(eps[e].actions[-1:], h, 0))
+    assert padded.tokens.shape == (len(padded), plain.tokens.shape[1])
+
+
 def test_chunk_l1_head_trains_beside_the_codes_and_leaves_decoding_alone(tmp_path, toy_setup):
     """--chunk-l1 W: a linear head on the first block's hidden states regresses the chunk in
     the tokenizer's normalised space; W x its L1 joins the BAR loss, the head is saved with the

@@ -164,7 +164,8 @@ class Episode:
 
 
 def chunk_windows(
-    actions: np.ndarray, chunk_size: int, stride: int = 1, *, align_end: bool = False
+    actions: np.ndarray, chunk_size: int, stride: int = 1, *, align_end: bool = False,
+    pad_end: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, actions[start:start + chunk_size])`` windows of shape (H, D).
 
@@ -174,13 +175,22 @@ def chunk_windows(
     added when the strided windows stop short of the last step, so every step of the episode is
     covered (that last window overlaps the one before more than ``stride``).
 
-    The windows are read-only views of ``actions`` (no copy). Call it per episode: passing a
-    concatenation of episodes would produce windows that cross episode boundaries.
+    With ``pad_end=True`` the starts go on to the last step instead, and a window that would
+    cross the end repeats the episode's last action (the robot holds its final command; LeRobot
+    and ACT pad their chunks the same way): a policy trained on them has seen chunk starts in the
+    episode's last ``chunk_size - 1`` steps too. ``align_end`` is then moot.
+
+    The windows are read-only views of ``actions`` (no copy; padded windows are new arrays).
+    Call it per episode: passing a concatenation of episodes would produce windows that cross
+    episode boundaries.
 
     >>> [s for s, _ in chunk_windows(np.zeros((10, 2)), 4, 3)]
     [0, 3, 6]
     >>> [s for s, _ in chunk_windows(np.zeros((11, 2)), 4, 3, align_end=True)]
     [0, 3, 6, 7]
+    >>> [(s, w[:, 0].tolist()) for s, w in chunk_windows(np.arange(5.0)[:, None], 3, 2,
+    ...                                                   pad_end=True)]
+    [(0, [0.0, 1.0, 2.0]), (2, [2.0, 3.0, 4.0]), (4, [4.0, 4.0, 4.0])]
     """
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size <= 0:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
@@ -194,6 +204,12 @@ def chunk_windows(
     start = -stride
     for start in range(0, last + 1, stride):
         yield start, view[start:start + chunk_size]
+    if pad_end and len(actions):
+        for t in range(start + stride, len(actions), stride):
+            tail = view[t:]
+            yield t, _readonly(np.concatenate(
+                [tail, np.repeat(tail[-1:], chunk_size - len(tail), 0)]))
+        return
     if align_end and last >= 0 and start != last:
         yield last, view[last:]
 

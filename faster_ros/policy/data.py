@@ -140,7 +140,8 @@ class PolicyDataset:
     (of a_{t+k} - s_t with ``relative_to_state``); ``actions`` (M, H, D) are the physical chunks.
 
     ``tokens`` (M, N) int64 are precomputed for all M windows; ``frames[camera][e]`` are the
-    cached (T, S, S, 3) uint8 frames of episode e."""
+    cached (T, S, S, 3) uint8 frames of episode e. ``pad_end``: windows start at every step to
+    each episode's last, padded with its final action (:func:`chunk_windows`)."""
 
     def __init__(self, episodes: Sequence[Episode], action_tokenizer: Any,
                  processor: PromptProcessor, *, stride: int = 1,
@@ -149,7 +150,8 @@ class PolicyDataset:
                  anchor: Callable[[np.ndarray, np.ndarray | None], np.ndarray] | None = None,
                  state_dropout: float = 0.0, start_weight: tuple[float, float] = (1.0, 0.0),
                  chunk_targets: bool = False,
-                 cues: Callable[[Episode], np.ndarray] | None = None):
+                 cues: Callable[[Episode], np.ndarray] | None = None,
+                 pad_end: bool = False):
         cfg = processor.cfg
         if not 0.0 <= state_dropout <= 1.0:
             raise ValueError(f"state_dropout is a probability in [0, 1], got {state_dropout}")
@@ -163,7 +165,7 @@ class PolicyDataset:
         self.index: list[tuple[int, int]] = []
         windows = []
         for e, ep in enumerate(self.episodes):
-            for t, chunk in chunk_windows(ep.actions, cfg.chunk_size, stride):
+            for t, chunk in chunk_windows(ep.actions, cfg.chunk_size, stride, pad_end=pad_end):
                 self.index.append((e, t))
                 windows.append(chunk)
         self.actions = np.stack(windows).astype(np.float32)  # (M, H, D) physical

@@ -75,6 +75,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    metavar=("WEIGHT", "SECONDS"),
                    help="windows starting within SECONDS of their episode's start are drawn "
                         "WEIGHT times as often (the start decides the reach and is rare)")
+    p.add_argument("--pad-end", action="store_true",
+                   help="also train on chunks starting in each episode's last chunk_size - 1 "
+                        "steps, padded with the final action (LeRobot/ACT; without it the "
+                        "policy never saw the end of a task as a chunk start)")
     p.add_argument("--prior-hidden", type=int, default=None,
                    help="motion-prior MLP width (needs --state-history; 0: none)")
     p.add_argument("--prior-steps", type=int, default=1000,
@@ -385,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             anchor=model.anchor if model.prior is not None else None,
                             state_dropout=args.state_dropout,
                             start_weight=tuple(args.start_weight),
-                            chunk_targets=cfg.chunk_l1_weight > 0, cues=cues)
+                            chunk_targets=cfg.chunk_l1_weight > 0, cues=cues,
+                            pad_end=args.pad_end)
     model.to(device).train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, betas=cfg.betas,
@@ -441,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **({} if locator is None else {"locator": str(Path(args.locator).resolve())}),
             data=args.data[0] if len(args.data) == 1 else list(args.data), steps=step,
             wall_time_s=round(wall, 1),
+            windows=dict(pad_end=args.pad_end, start_weight=list(args.start_weight)),
             batch_size=cfg.batch_size * world, processes=world, device=str(device),
             train_episodes=[ep.name for ep in dataset.episodes],
             heldout_episodes=[ep.name for ep in held_eps],
