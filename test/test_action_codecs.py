@@ -94,6 +94,13 @@ def test_fast_codec_refuses_a_chunk_longer_than_its_tokens():
     with pytest.raises(ValueError, match=f"takes {length} tokens, more than this codec's "
                                          f"{length - 1}"):
         short.encode(chunk)
+    longest = codec.config.tokens_per_chunk
+    roomy = FASTCodec.fit(smooth_chunks(200), vocab_size=256, max_tokens=longest + 8)
+    assert roomy.config.tokens_per_chunk == longest + 8
+    assert roomy.encode(smooth_chunks(3)).shape[-1] == longest + 8
+    with pytest.raises(ValueError, match=f"shorter than the longest token list of the fitted "
+                                         f"chunks \\({longest}\\)"):
+        FASTCodec.fit(smooth_chunks(200), vocab_size=256, max_tokens=longest - 1)
 
 
 @pytest.mark.parametrize("kind", ["bins", "fast"])

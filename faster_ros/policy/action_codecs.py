@@ -179,15 +179,21 @@ class FASTCodec(_Codec):
 
     @classmethod
     def fit(cls, chunks: np.ndarray, vocab_size: int = 1024, scale: float = 10.0,
-            provenance: dict[str, Any] | None = None) -> FASTCodec:
-        """FAST fitted on the training chunks (M, H, D); N = their longest token list."""
+            provenance: dict[str, Any] | None = None,
+            max_tokens: int | None = None) -> FASTCodec:
+        """FAST fitted on the training chunks (M, H, D); N = their longest token list, or
+        ``max_tokens`` (room for the chunks of a policy's larger dataset; not shorter than
+        the longest list here)."""
         chunks = np.asarray(chunks)
         fast = FASTTokenizer(chunks.shape[1], chunks.shape[2], vocab_size, scale).fit(chunks)
         lengths = [len(ids) for ids in fast.encode(chunks)]
         prov = dict(provenance or {})
         prov["fast_train_tokens"] = dict(mean=round(float(np.mean(lengths)), 2),
                                          max=int(max(lengths)))
-        return cls(fast, int(max(lengths)), prov)
+        if max_tokens is not None and max_tokens < max(lengths):
+            raise ValueError(f"FAST: --max-tokens {max_tokens} is shorter than the longest "
+                             f"token list of the fitted chunks ({max(lengths)})")
+        return cls(fast, int(max_tokens or max(lengths)), prov)
 
     def encode(self, actions: Tensor | np.ndarray) -> Tensor:
         """actions (B, H, D) -> codes (B, 1, 1, N): FAST ids then <pad>. A chunk whose list is
@@ -198,7 +204,8 @@ class FASTCodec(_Codec):
         for i, ids in enumerate(lists):
             if len(ids) > n:
                 raise ValueError(f"FAST: chunk {i} takes {len(ids)} tokens, more than this "
-                                 f"codec's {n}")
+                                 f"codec's {n} (the longest of the chunks it was fitted on; "
+                                 f"refit it with --max-tokens for a larger dataset)")
             out[i, : len(ids)] = ids
         return torch.from_numpy(out)[:, None, None]
 
@@ -287,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--bins", type=int, default=256, help="bins per dimension (kind bins)")
     p.add_argument("--vocab", type=int, default=1024, help="BPE vocabulary (kind fast)")
     p.add_argument("--scale", type=float, default=10.0, help="DCT scale (kind fast)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="kind fast: tokens per chunk N (default: the longest list of the "
+                        "fitted chunks); room for a policy trained on more data than --data")
     args = p.parse_args(argv)
     from faster_ros.policy.modeling import open_action_tokenizer
 
@@ -297,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         codec: BinningCodec | FASTCodec = BinningCodec(
             windows.shape[1], windows.shape[2], args.bins, prov).fit(windows)
     else:
-        codec = FASTCodec.fit(windows, args.vocab, args.scale, prov)
+        codec = FASTCodec.fit(windows, args.vocab, args.scale, prov, args.max_tokens)
     recon = codec.decode(codec.encode(windows)).numpy()
     mae = float(np.abs(recon - windows).mean())
     codec.config.provenance.update(fit_wall_s=round(time.perf_counter() - start, 1),
