@@ -17,8 +17,7 @@ handover     the expert drives the first N steps (default 200: the cube lifted),
              per seed, how far the cube is from the nominal meeting point when the left arm
              re-aims (step 250; the expert's own cube for comparison), how far the left tool
              point is from its grasp target on the cube (cube + LEFT_REACH) at the close (step
-             305), the right gripper's widest
-             measured opening after the close, and the outcome.
+             305), the right gripper's widest measured opening after the close, and the outcome.
 context      at the start pose, how well the cube's (x, y) can be read linearly (ridge, the best
              of 4 penalties, fitted on the first 2/3 of the seeds, scored on the rest) from the
              image tokens and from the context the action expert reads: where the cube's
@@ -37,21 +36,28 @@ import torch
 
 from faster_ros.embodiment import load_embodiment
 from faster_ros.inference import load_policy
-from faster_ros.sim.aloha import AlohaSim
+from faster_ros.sim.aloha import GRIPPER_INDEX, AlohaSim
 from faster_ros.sim.policy_loop import drive, observe
 from faster_ros.sim.scripted import LEFT_REACH, MEET, REAIM_STEP, ArmIK, TransferCubeExpert
 
-DEFAULT_STEPS = [0, 48, 96, 200, 250]
+STEPS = {"prefix": [0, 48, 96, 200, 250], "handover": [200]}  # default --steps per probe
+
+
+def expert_prefix(sim: AlohaSim, seed: int, prefix_steps: int, steps: int) -> list[np.ndarray]:
+    """Reset to ``seed`` and let the scripted expert drive the first ``prefix_steps`` steps: the
+    state at every step so far (the ``past`` the direct loop goes on from)."""
+    past = [sim.reset(seed=seed)]
+    expert = TransferCubeExpert(sim, steps)
+    while sim.step_count < min(prefix_steps, steps):
+        sim.step(expert.act(sim.step_count))
+        past.append(sim.qpos())
+    return past
 
 
 def prefix(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int, steps: int = 400) -> dict:
     reached, strict = [], 0
     for seed in seeds:
-        past = [sim.reset(seed=seed)]
-        expert = TransferCubeExpert(sim, steps)
-        while sim.step_count < min(prefix_steps, steps):
-            sim.step(expert.act(sim.step_count))
-            past.append(sim.qpos())
+        past = expert_prefix(sim, seed, prefix_steps, steps)
         drive(sim, policy, emb, steps, [], past)  # the direct loop from here
         outcome = sim.outcome()
         reached.append(outcome.max_reward)
@@ -81,26 +87,20 @@ def handover(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int,
     left_ik = ArmIK(sim, "left")
     rows = []
     for seed in seeds:
-        sim.reset(seed=seed)
-        expert = TransferCubeExpert(sim, steps)
-        for k in range(REAIM_STEP):  # the expert's own cube at the re-aim, for comparison
-            sim.step(expert.act(k))
+        expert_prefix(sim, seed, REAIM_STEP, steps)  # the expert's own cube at the re-aim
         expert_cube = sim.box_position()
-        past = [sim.reset(seed=seed)]
-        expert = TransferCubeExpert(sim, steps)
-        while sim.step_count < prefix_steps:
-            sim.step(expert.act(sim.step_count))
-            past.append(sim.qpos())
+        past = expert_prefix(sim, seed, prefix_steps, steps)
         boxes = {}  # step -> cube position, recorded without cutting the policy's chunks
         drive(Recorded(sim, boxes), policy, emb, steps, [], past)
         cube = boxes[REAIM_STEP]
         left_tool = left_ik.pose(past[close_step][:6])[0]
         left_err = left_tool - (boxes[close_step] + LEFT_REACH)
+        right_open = np.asarray(past)[close_step:, GRIPPER_INDEX["right"]]
         outcome = sim.outcome()
         rows.append(dict(seed=seed, cube_off_cm=np.round((cube - MEET) * 100, 1).tolist(),
                          expert_cube_off_cm=np.round((expert_cube - MEET) * 100, 1).tolist(),
                          left_err_cm=np.round(left_err * 100, 1).tolist(),
-                         right_open_max=round(float(np.max(np.asarray(past)[close_step:, 13])), 2),
+                         right_open_max=round(float(right_open.max()), 2),
                          reward=int(outcome.max_reward), strict=bool(outcome.strict)))
     cm = lambda key: round(float(np.mean([np.linalg.norm(r[key]) for r in rows])), 2)  # noqa: E731
     return dict(expert_steps=prefix_steps, episodes=len(rows), cube_off_cm=cm("cube_off_cm"),
@@ -183,8 +183,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--head", action="store_true",
                    help="first-chunk: probe the auxiliary chunk head instead of the codes")
-    p.add_argument("--steps", type=int, nargs="+", default=DEFAULT_STEPS,
-                   help="prefix: expert steps before the policy takes over (handover: 200)")
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="prefix, handover: expert steps before the policy takes over (default: "
+                        f"{STEPS['prefix']}, {STEPS['handover']})")
     args = p.parse_args()
     torch.set_num_threads(1)
     emb = load_embodiment("aloha_sim")
@@ -193,10 +194,10 @@ def main() -> None:
     seeds = range(args.seed, args.seed + args.episodes)
     try:
         if args.probe == "prefix":
-            for n in args.steps:
+            for n in args.steps or STEPS["prefix"]:
                 print(json.dumps(dict(model=args.model, **prefix(policy, emb, sim, seeds, n))))
         elif args.probe == "handover":
-            for n in args.steps if args.steps != DEFAULT_STEPS else [200]:
+            for n in args.steps or STEPS["handover"]:
                 print(json.dumps(dict(model=args.model, **handover(policy, emb, sim, seeds, n))))
         else:
             probe = first_chunk if args.probe == "first-chunk" else context
