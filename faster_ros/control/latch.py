@@ -59,10 +59,10 @@ class GripperLatch:
         """(H,) commands of one chunk, ``start`` the command in force before its first step,
         ``measured`` the gripper's measured opening (None: unknown, no latch) -> (latched
         commands, how many steps the latch changed)."""
-        out = np.array(values, dtype=np.float64)
-        if not self.holding(start, measured) or not np.isfinite(out).all():
-            return out, 0  # nothing held (or garbage the safety gate rejects)
-        policy = out.copy()
+        policy = np.array(values, dtype=np.float64)
+        if not self.holding(start, measured) or not np.isfinite(policy).all():
+            return policy, 0  # nothing held (or garbage the safety gate rejects)
+        out = policy.copy()
         cross = np.flatnonzero(policy >= self.open_above)
         rise = len(out)  # the step the opening starts from: none in this chunk
         if cross.size:  # released: the opening follows the rise that reaches open_above
