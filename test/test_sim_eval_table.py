@@ -7,7 +7,7 @@ import pytest
 from policy_helpers import tiny_policy
 
 from faster_ros.policy.action_codecs import BinningCodec
-from faster_ros.ros.sim_eval import plot, policy_facts, summarize, table
+from faster_ros.ros.sim_eval import main, plot, policy_facts, summarize, table
 from faster_ros.stats import wilson_interval
 
 
@@ -44,3 +44,14 @@ def test_table_names_tokenisation_tokens_and_training_cost(tmp_path):
     assert "| 40% | 70% / 60% | 60.0 / 69.0 | 100.0 |" in row
     png = plot([str(path), str(path)], tmp_path / "success.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("no_stack", [False, True])
+def test_a_missing_model_is_refused_before_any_episode(tmp_path, capsys, no_stack):
+    missing = tmp_path / "no_such_model"
+    with pytest.raises(SystemExit) as stop:
+        main(["--model", str(missing), "--episodes", "1", "--out", str(tmp_path / "out")]
+             + (["--no-stack"] if no_stack else []))
+    assert stop.value.code == 2
+    assert f"model directory not found: {missing}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

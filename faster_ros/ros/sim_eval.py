@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faster_ros.scripted_policy import BUILTIN_PREFIX
 from faster_ros.stats import wilson_interval
 
 STAGES = {"touched": 1, "lifted": 2, "left_touch": 3}  # gym-aloha reward reached
@@ -237,7 +238,7 @@ def evaluate_no_stack(model: str, out: Path, episodes: int = 50, seed: int = 0,
 def policy_facts(model: str) -> dict:
     """What the table shows of a saved policy: its action tokenisation, tokens per chunk and
     training steps / wall time (from its config.json and policy.json); {} for a builtin."""
-    if model.startswith("builtin:"):
+    if model.startswith(BUILTIN_PREFIX):
         return {}
     from faster_ros.paths import model_path
     from faster_ros.policy.action_codecs import CODEC_FILE, is_codec_dir
@@ -359,6 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.model:
         p.error("--model is required (or --table)")
+    if not args.model.startswith(BUILTIN_PREFIX):  # before any episode runs, in both modes
+        from faster_ros.paths import model_path
+
+        try:
+            model_path(args.model)
+        except FileNotFoundError as exc:
+            p.error(str(exc))
     if args.no_stack:
         s = evaluate_no_stack(args.model, Path(args.out), args.episodes, args.seed,
                               args.episode_steps, deterministic=not args.sample,
