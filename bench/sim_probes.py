@@ -5,7 +5,8 @@
     python bench/sim_probes.py context --model aloha_sim_vla --episodes 300
 
 prefix       the scripted expert drives the first N steps of each seeded episode, then the policy
-             (greedy, ``execute_steps`` per chunk) takes over: touched / lifted / left-touch /
+             (greedy, through the executor as in the stack, starting from the expert's last
+             command as from a teleoperator's) takes over: touched / lifted / left-touch /
              strict rates per N. A policy that only fails early rises fast with N.
 first-chunk  the policy's first chunk from the start pose, per seed: how far its right tool point
              at the chunk's last step is from the expert's, how much it varies across cube poses
@@ -43,22 +44,26 @@ from faster_ros.sim.scripted import LEFT_REACH, MEET, REAIM_STEP, ArmIK, Transfe
 STEPS = {"prefix": [0, 48, 96, 200, 250], "handover": [200]}  # default --steps per probe
 
 
-def expert_prefix(sim: AlohaSim, seed: int, prefix_steps: int, steps: int) -> list[np.ndarray]:
-    """Reset to ``seed`` and let the scripted expert drive the first ``prefix_steps`` steps: the
-    state at every step so far (the ``past`` the direct loop goes on from)."""
+def expert_prefix(sim: AlohaSim, seed: int, prefix_steps: int, steps: int
+                  ) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Reset to ``seed`` and let the scripted expert drive the first ``prefix_steps`` steps: (the
+    state at every step so far, the expert's last action or None): the ``past`` and the
+    ``command`` the direct loop takes over from."""
     past = [sim.reset(seed=seed)]
     expert = TransferCubeExpert(sim, steps)
+    command = None
     while sim.step_count < min(prefix_steps, steps):
-        sim.step(expert.act(sim.step_count))
+        command = expert.act(sim.step_count)
+        sim.step(command)
         past.append(sim.qpos())
-    return past
+    return past, command
 
 
 def prefix(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int, steps: int = 400) -> dict:
     reached, strict = [], 0
     for seed in seeds:
-        past = expert_prefix(sim, seed, prefix_steps, steps)
-        drive(sim, policy, emb, steps, [], past)  # the direct loop from here
+        past, command = expert_prefix(sim, seed, prefix_steps, steps)
+        drive(sim, policy, emb, steps, [], past, command)  # the direct loop from here
         outcome = sim.outcome()
         reached.append(outcome.max_reward)
         strict += outcome.strict
@@ -89,9 +94,9 @@ def handover(policy, emb, sim: AlohaSim, seeds: range, prefix_steps: int,
     for seed in seeds:
         expert_prefix(sim, seed, REAIM_STEP, steps)  # the expert's own cube at the re-aim
         expert_cube = sim.box_position()
-        past = expert_prefix(sim, seed, prefix_steps, steps)
+        past, command = expert_prefix(sim, seed, prefix_steps, steps)
         boxes = {}  # step -> cube position, recorded without cutting the policy's chunks
-        drive(Recorded(sim, boxes), policy, emb, steps, [], past)
+        drive(Recorded(sim, boxes), policy, emb, steps, [], past, command)
         cube = boxes[REAIM_STEP]
         left_tool = left_ik.pose(past[close_step][:6])[0]
         left_err = left_tool - (boxes[close_step] + LEFT_REACH)

@@ -50,3 +50,19 @@ def test_blend_passthrough_and_nan_propagates():
     assert np.isnan(out.positions).all()  # never hidden by a zero weight
     with pytest.raises(ValueError, match="shape"):
         blend_seam(c, lambda t: np.zeros((len(t), 3)), 0.2)
+
+
+def test_catch_up_time_closes_an_offset_at_the_share_of_the_rate():
+    from faster_ros.control.blending import SEAM_RATE_SHARE, catch_up_time
+
+    rate = np.array([3.0, 6.0])
+    assert catch_up_time(np.array([0.0, 0.0]), rate, 0.1) == 0.1  # the minimum
+    assert catch_up_time(np.array([0.3, 0.3]), rate, 0.1) == pytest.approx(
+        1.5 * 0.3 / (SEAM_RATE_SHARE * 3.0))  # the slower joint decides: 0.3 s
+    assert catch_up_time(np.array([-0.3, np.nan]), rate, 0.1) == pytest.approx(0.3)
+    assert catch_up_time(np.array([np.inf, np.nan]), rate, 0.1) == 0.1  # left for the gate
+    for offset in (0.05, 0.2, 0.7):  # the blended catch-up never beats the share of the rate
+        t = catch_up_time(np.array([offset]), rate[:1], 0.02)
+        c = Chunk(np.full((200, 1), offset), start_time=0.0, dt=0.01)
+        b = blend_seam(c, lambda times: np.zeros((len(times), 1)), t)
+        assert np.abs(np.diff(b.positions[:, 0])).max() / 0.01 <= SEAM_RATE_SHARE * 3.0 + 1e-2

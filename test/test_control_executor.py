@@ -154,6 +154,27 @@ def test_seam_disagreement_rejected_and_entirely_late_rejected():
     assert ex.status.rejected == 3
 
 
+def test_a_seam_within_the_bound_is_closed_at_half_the_rate_without_slowing_the_plan():
+    """Both plans move the left waist at 1.2 rad/s; the new one is 0.24 rad ahead (seam bound
+    0.25). Closed over the 0.1 s minimum blend, the offset would add 3.6 rad/s to the plan's 1.2,
+    beyond the 3 rad/s rate even at the allowed 2x time scaling; the executor stretches the blend
+    so the catch-up takes at most half the rate, and the plan keeps its timing."""
+    aloha = load_embodiment("aloha_sim")
+    dt = aloha.control.dt
+    ex = _ready(aloha)
+    start = _mid(aloha)
+    ex.submit(_ramp(aloha, start, 0.0, h=32, speed=1.2), 0.0)
+    now = 10 * dt
+    ahead = ex.command(now + dt).positions.copy()
+    ahead[0] += 0.24
+    r = ex.submit(_ramp(aloha, ahead, now + dt, h=32, speed=1.2), now)  # first point kept
+    assert r.accepted and r.time_scale == 1.0, r.summary
+    cmds = np.array([ex.command(now + k * dt).positions for k in range(1, 32)])
+    speed = np.abs(np.diff(cmds[:, 0])) / dt
+    assert speed.max() <= (1.2 + 0.5 * aloha.max_rate[0]) * (1 + 1e-6)
+    np.testing.assert_allclose(cmds[-1, 0], ahead[0] + 1.2 * 30 * dt, atol=1e-9)  # on the plan
+
+
 def test_stalled_loop_holds_at_the_last_command():
     ex = _ready()
     ex.submit(_ramp(ARM, _mid(ARM), 0.0, speed=1.0), 0.0)

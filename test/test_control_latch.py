@@ -1,6 +1,6 @@
 """The gripper latch: a gripper holding an object stays closed through the policy's wanders,
 opens when asked clearly, at the dimension's rate; an empty gripper is never latched; the same
-in the executor and in the direct sim loop."""
+in the executor and in the direct sim loop (which runs the executor)."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,6 @@ import pytest
 from faster_ros.control import Chunk, ChunkExecutor
 from faster_ros.control.latch import GripperLatch, apply_latches
 from faster_ros.embodiment import load_embodiment, parse_embodiment
-from faster_ros.sim.policy_loop import executable
 
 LATCH = GripperLatch(0, close_below=0.3, open_above=0.8, holding_gap=0.25, max_step=0.12)
 
@@ -149,29 +148,67 @@ def test_executor_leaves_an_empty_gripper_alone():
     assert ex.status.latched_steps == 0
 
 
-def test_direct_sim_loop_latches_from_the_last_command_sent():
-    state = ALOHA.home.copy()
-    state[GRIP] = 0.45  # the fingers stop on the cube; the command in force was 0
-    command = state.copy()
-    command[GRIP] = 0.0
-    chunk = np.tile(state, (32, 1))
-    chunk[:, GRIP] = 0.6
-    out = type("Out", (), {"actions": chunk, "ok": True, "invalid": []})()
-    actions, refused = executable(out, state, ALOHA, command)
-    assert not refused and np.all(actions[:, GRIP] == 0.0)
-    actions, _ = executable(out, state, ALOHA)  # from the measured 0.45: not closed, untouched
-    assert np.all(actions[:, GRIP] == 0.6)
+class _CubeInLeftGripper:
+    """Stands in for the sim in the direct loop: the joints go where commanded, except that the
+    left gripper's fingers stop on a cube at 0.55 while commanded below that."""
+
+    def __init__(self, pose: np.ndarray):
+        self.q, self.step_count, self.commands = pose.copy(), 0, []
+
+    @property
+    def time(self) -> float:
+        return self.step_count * ALOHA.control.dt
+
+    def step(self, action):
+        self.commands.append(np.array(action))
+        self.q = np.array(action, dtype=np.float64)
+        self.q[GRIP] = max(self.q[GRIP], 0.55)
+        self.step_count += 1
+
+    def qpos(self) -> np.ndarray:
+        return self.q.copy()
+
+    def render(self) -> np.ndarray:
+        return np.zeros((4, 4, 3), np.uint8)
+
+
+class _FixedChunk:
+    def __init__(self, gripper: np.ndarray, pose: np.ndarray):
+        self.actions = np.tile(pose, (32, 1))
+        self.actions[:, GRIP] = gripper
+
+    def predict_action_chunk(self, obs):
+        return type("Out", (), {"actions": self.actions, "invalid": []})()
+
+
+@pytest.mark.parametrize("latency", [0, 3])
+def test_direct_sim_loop_latches_from_the_command_it_takes_over(latency):
+    from faster_ros.sim.policy_loop import drive
+
+    pose = ALOHA.home.copy()
+    pose[GRIP] = 0.55  # fingers on the cube; the expert commanded 0
+    expert = pose.copy()
+    expert[GRIP] = 0.0
+    sim = _CubeInLeftGripper(pose)
+    drive(sim, _FixedChunk(0.6, pose), ALOHA, 40, [], [pose], command=expert,
+          latency_steps=latency)
+    grip = np.array(sim.commands)[:, GRIP]
+    assert np.all(grip == 0.0)  # the wander to 0.6 never loosened the grip
+    sim = _CubeInLeftGripper(pose)
+    drive(sim, _FixedChunk(0.6, pose), ALOHA, 40, [], [pose], latency_steps=latency)
+    assert np.array(sim.commands)[-1, GRIP] == pytest.approx(0.6)  # from the measured 0.55
 
 
 def test_direct_sim_loop_lets_the_whole_chunk_decide_a_release():
-    state = ALOHA.home.copy()
-    state[GRIP] = 0.6  # fingers on the cube, command in force 0
-    command = state.copy()
-    command[GRIP] = 0.0
-    chunk = np.tile(state, (32, 1))
-    chunk[:, GRIP] = np.clip(np.arange(32) / 20.0, 0.0, 1.0)  # crosses 0.8 at step 16
-    out = type("Out", (), {"actions": chunk, "ok": True, "invalid": []})()
-    actions, _ = executable(out, state, ALOHA, command)
-    execute = ALOHA.control.execute_steps
-    assert len(actions) == execute and np.all(chunk[execute - 1:, GRIP] >= 0.75)
-    np.testing.assert_allclose(actions[:, GRIP], chunk[:execute, GRIP])  # opening, not held
+    from faster_ros.sim.policy_loop import drive
+
+    pose = ALOHA.home.copy()
+    pose[GRIP] = 0.55
+    expert = pose.copy()
+    expert[GRIP] = 0.0
+    sim = _CubeInLeftGripper(pose)
+    rise = np.clip(np.arange(32) / 20.0, 0.0, 1.0)  # crosses 0.8 at step 16
+    drive(sim, _FixedChunk(rise, pose), ALOHA, 16, [], [pose], command=expert, latency_steps=0)
+    grip = np.array(sim.commands)[:, GRIP]
+    assert grip[-1] > 0.5 and np.all(np.diff(grip) >= -1e-12)  # opening, not held
+    assert np.all(np.diff(grip) <= ALOHA.max_rate[GRIP] * ALOHA.control.dt + 1e-9)

@@ -14,6 +14,11 @@ velocity and ends at the chunk's. Velocity dimensions (a base twist) are blended
 A cross-fade that ends on the new plan has to catch up with it: from rest towards a plan moving
 at speed v, the blended speed peaks at ``max(9 s^2 - 8 s^3) = 1.69 v`` (at 3/4 of the window).
 The gate's rate check sees the blended chunk and time-scales it if that exceeds ``max_rate``.
+The offset itself is closed at up to ``1.5 * offset / blend_time_s`` (the smoothstep's steepest
+slope), so the executor lengthens the window for a large seam (:func:`catch_up_time`): closing
+the offset then takes at most ``SEAM_RATE_SHARE`` of a dimension's ``max_rate``, and the rest is
+left for the motion of the plan itself. Without that, a 0.3 rad seam over 0.1 s needs 4.5 rad/s
+on top of the plan's own speed: beyond a 3 rad/s joint's rate even at 2x time scaling.
 
 Rotations (unit quaternion column groups of end-effector commands, faster_ros.control.pose) are
 blended on the sphere, ``slerp(commanded(t), chunk(t), w(t))``: a component-wise cross-fade of two
@@ -31,6 +36,9 @@ import numpy as np
 from faster_ros import rotations as rot
 from faster_ros.control.chunk import Chunk
 
+SEAM_RATE_SHARE = 0.5  # of max_rate, the most a seam's catch-up may use
+SMOOTHSTEP_PEAK_SLOPE = 1.5  # max of d/ds (3 s^2 - 2 s^3)
+
 CommandedAt = Callable[[np.ndarray], np.ndarray]  # (K,) absolute times -> (K, D) values
 
 
@@ -47,6 +55,19 @@ def blend_weights(times: np.ndarray, start: float, blend_time_s: float) -> np.nd
         return np.where(times > start, 1.0, 0.0)
     with np.errstate(over="ignore"):  # a subnormal blend time: inf, clipped to 1 (no blend)
         return smoothstep((times - start) / blend_time_s)
+
+
+def catch_up_time(offset: np.ndarray, max_rate: np.ndarray, minimum: float,
+                  share: float = SEAM_RATE_SHARE) -> float:
+    """The blend window (s, at least ``minimum``) over which a smoothstep closes ``offset`` (D,),
+    the chunk's first point minus the current command, at no more than ``share * max_rate`` in
+    any dimension: ``max(1.5 * |offset| / (share * max_rate))``. Non-finite offsets are ignored
+    (the gate rejects such a chunk)."""
+    offset = np.abs(np.asarray(offset, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        need = SMOOTHSTEP_PEAK_SLOPE * offset / (share * np.asarray(max_rate, dtype=np.float64))
+    need = need[np.isfinite(need)]
+    return float(max(minimum, need.max())) if need.size else float(minimum)
 
 
 def blend_seam(

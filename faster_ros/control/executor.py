@@ -48,7 +48,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from faster_ros import rotations as rot
-from faster_ros.control.blending import blend_seam
+from faster_ros.control.blending import blend_seam, catch_up_time
 from faster_ros.control.chunk import Chunk, GateResult
 from faster_ros.control.latch import apply_latches
 from faster_ros.control.safety import SafetyGate
@@ -474,7 +474,12 @@ class ChunkExecutor:
             if seam:
                 return GateResult.reject(*(f"policy disagrees with the current command: {s}"
                                            for s in seam))
-        blended = blend_seam(anchored, self._commanded_at, max(blend_time, anchored.dt),
+        # a large seam is closed over a longer window, at no more than SEAM_RATE_SHARE of the
+        # rate limit (never longer than the chunk): the rate gate keeps the plan's own speed
+        blend_time = min(catch_up_time(anchored.positions[0] - current, self.gate.max_rate,
+                                       max(blend_time, anchored.dt)),
+                         max(anchored.end_time - anchored.start_time, anchored.dt))
+        blended = blend_seam(anchored, self._commanded_at, blend_time,
                              quaternions=self.quaternions)
         result = self.gate.check(blended, current)
         return replace(result, reasons=result.reasons + notes) if result.accepted else result

@@ -229,10 +229,21 @@ def evaluate_no_stack(model: str, out: Path, episodes: int = 50, seed: int = 0,
     summary = summarize(results, latencies, f"{label or model} (no stack)",
                         time.monotonic() - t0)
     summary.update(model=model, policy=policy_facts(model), stack=False, complete=True,
-                   chunks={"published": sum(r["chunks"] for r in results),
-                           "refused_by_policy": sum(r["chunks_refused"] for r in results)})
+                   chunks=no_stack_chunks(results))
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def no_stack_chunks(results: list[dict]) -> dict:
+    """The direct loop's chunk counts, in the stack's ``chunks`` schema (plus the kinds of the
+    executor's rejections)."""
+    verdicts: dict[str, int] = {}
+    for r in results:
+        for key, n in r.get("verdicts", {}).items():
+            verdicts[key] = verdicts.get(key, 0) + n
+    by_policy = verdicts.pop("refused_by_policy", 0)
+    return {"published": sum(r["chunks"] for r in results) - by_policy,
+            "refused_by_policy": by_policy, "executor_verdicts": verdicts}
 
 
 def policy_facts(model: str) -> dict:

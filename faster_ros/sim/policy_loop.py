@@ -1,26 +1,34 @@
-"""The policy driving the ALOHA sim directly, without the ROS stack: a quick screen.
+"""The policy driving the ALOHA sim directly, without ROS: a quick screen of the stack's loop.
 
     faster-ros sim-eval --model M --no-stack --episodes 50
 
-Each control period the loop is synchronous: render the top camera, predict a chunk from the
-frame and the joint state, run its first ``execute_steps`` actions (clipped to the joint limits;
-a chunk that fails :func:`faster_ros.inference.chunk_problem` is replaced by holding the state),
-repeat until the episode's last step. No ROS, no asynchronous inference, no blending or seam
-checks, no real-time pacing: 50 episodes take about a minute here instead of 15. It answers
+The loop is the stack's without DDS and without real-time pacing: every ``execute_steps``
+control periods (the policy node's replan period) the camera is rendered and the policy predicts
+a chunk from the frame and the joint state; the chunk reaches the executor ``ceil(inference
+time / dt)`` sim steps later (the stack's sim waits for no one either, so those steps pass while
+the policy thinks), and the sim follows :class:`faster_ros.control.executor.ChunkExecutor`'s
+command at every step: the same anchoring, seam blend, gripper latches and safety gate (seam and
+rate checks, time scaling, rejection) as the executor node. A chunk that fails
+:func:`faster_ros.inference.chunk_problem` is refused before it reaches the executor, as the
+policy node refuses to publish it. 50 episodes take a few minutes here instead of 15. It answers
 "can this policy do the task at all" while training; the number that counts is the stack's
 (``sim-eval`` without ``--no-stack``), which its results are never mixed with (the label says
-"no stack"). Per-episode results have the schema of the sim robot's.
+"no stack"). Per-episode results have the schema of the sim robot's, plus the executor's
+verdicts.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
 
-from faster_ros.control.latch import apply_latches
+from faster_ros.control.chunk import Chunk
+from faster_ros.control.executor import ChunkExecutor
 from faster_ros.embodiment import Embodiment
 from faster_ros.inference import chunk_problem, state_history_of
 from faster_ros.sim.aloha import DT, JOINT_NAMES, AlohaSim
@@ -36,44 +44,72 @@ def observe(sim: AlohaSim, emb: Embodiment,
                            instruction=emb.policy.instruction, stamp=sim.time)
 
 
-def executable(out, state: np.ndarray, emb: Embodiment, command: np.ndarray | None = None
-               ) -> tuple[np.ndarray, bool]:
-    """(the first ``execute_steps`` actions to run, refused): a chunk that fails
-    :func:`faster_ros.inference.chunk_problem` becomes holding ``state``; a good one goes
-    through the embodiment's gripper latches from ``command`` (the last command sent; default
-    ``state``), over the whole chunk as the executor's do, and is clipped to the joint limits."""
-    execute = emb.control.execute_steps
-    if chunk_problem(out, emb):
-        return np.repeat(np.asarray(state, dtype=np.float64)[None], execute, 0), True
-    actions, _ = apply_latches(np.asarray(out.actions, dtype=np.float64),
-                               state if command is None else command, state, emb.latches)
-    return np.clip(actions[:execute], emb.lower, emb.upper), False
-
-
 def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list[float],
-          past: list[np.ndarray]) -> tuple[int, int]:
-    """Let the policy drive the sim from its current step to step ``until``: (chunks predicted,
-    chunks refused). ``past`` holds the state at every step so far (the history a policy may
-    condition on) and is appended to; each inference's wall time goes to ``latencies_ms``."""
+          past: list[np.ndarray], command: np.ndarray | None = None,
+          verdicts: Counter | None = None, latency_steps: int | None = None
+          ) -> tuple[int, int]:
+    """Let the policy drive the sim from its current step to step ``until`` through a fresh
+    executor: (chunks predicted, chunks refused by the policy check or the executor).
+
+    ``past`` holds the state at every step so far (the history a policy may condition on) and is
+    appended to; each inference's wall time goes to ``latencies_ms``. ``command`` is what the
+    robot was commanded until now (the scripted expert's last action when the policy takes over
+    from it): the executor starts from it as from a teleoperator's command; without it the first
+    chunk starts from the measured state, as at the start of an episode. ``verdicts`` counts the
+    executor's actions (ok, clipped, time_scaled, rejected) and the kind of each rejection.
+    ``latency_steps`` fixes the delay from observation to executor (default: the inference's own
+    wall time in control periods, rounded up)."""
+    executor = ChunkExecutor(emb)
     lags = [round(lag / DT) for lag in state_history_of(policy)]
+    execute = emb.control.execute_steps
+    verdicts = Counter() if verdicts is None else verdicts
     chunks = refused = 0
-    command = past[-1]  # what the gripper latches start from: the last command sent
+    pending: list[tuple[int, Chunk]] = []  # (sim step it arrives at, chunk)
+    next_obs = sim.step_count
+    if command is not None:
+        executor.start_from(command, sim.time)
+    held = np.asarray(past[-1] if command is None else command, dtype=np.float64)
     while sim.step_count < until:
-        obs = observe(sim, emb)
-        if lags:  # the state L seconds ago, clamped to the episode start
-            obs.state_history = np.stack([past[max(0, len(past) - 1 - n)]
-                                          for n in lags]).astype(np.float32)
-        t0 = time.perf_counter()
-        out = policy.predict_action_chunk(obs)
-        latencies_ms.append((time.perf_counter() - t0) * 1e3)
-        chunks += 1
-        actions, bad = executable(out, past[-1], emb, command)
-        refused += bad
-        for action in actions[: until - sim.step_count]:
-            sim.step(action)
-            past.append(sim.qpos())
-            command = action
+        now = sim.time
+        executor.set_measured(past[-1], now)
+        if sim.step_count >= next_obs:
+            next_obs += execute
+            obs = observe(sim, emb)
+            if lags:  # the state L seconds ago, clamped to the episode start
+                obs.state_history = np.stack([past[max(0, len(past) - 1 - n)]
+                                              for n in lags]).astype(np.float32)
+            t0 = time.perf_counter()
+            out = policy.predict_action_chunk(obs)
+            seconds = time.perf_counter() - t0
+            latencies_ms.append(seconds * 1e3)
+            chunks += 1
+            if chunk_problem(out, emb):
+                refused += 1
+                verdicts["refused_by_policy"] += 1
+            else:
+                delay = math.ceil(seconds / DT) if latency_steps is None else latency_steps
+                pending.append((sim.step_count + delay, Chunk(
+                    np.asarray(out.actions, dtype=np.float64), start_time=now, dt=DT,
+                    sequence=chunks)))
+        while pending and pending[0][0] <= sim.step_count:
+            verdict = executor.submit(pending.pop(0)[1], now)
+            verdicts[verdict.action] += 1
+            if not verdict.accepted:
+                refused += 1
+                verdicts[rejection_kind(verdict.reasons)] += 1
+        cmd = executor.command(now)
+        if cmd.active:
+            held = cmd.positions
+        sim.step(held)
+        past.append(sim.qpos())
     return chunks, refused
+
+
+def rejection_kind(reasons: tuple[str, ...]) -> str:
+    """"rejected_seam", "rejected_rate" or "rejected_other", from a rejection's first reason."""
+    first = reasons[0] if reasons else ""
+    kind = "seam" if "seam jump" in first else "rate" if "time scaling" in first else "other"
+    return f"rejected_{kind}"
 
 
 def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
@@ -81,14 +117,16 @@ def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
     """One seeded episode; appends each inference's wall time to ``latencies_ms``."""
     start = time.perf_counter()
     past = [sim.reset(seed=seed)]
-    chunks, refused = drive(sim, policy, emb, steps, latencies_ms, past)
+    verdicts: Counter = Counter()
+    chunks, refused = drive(sim, policy, emb, steps, latencies_ms, past, verdicts=verdicts)
     outcome = sim.outcome()
     wall = time.perf_counter() - start
     return dict(seed=seed, strict_success=bool(outcome.strict),
                 builtin_success=bool(outcome.builtin), final_reward=int(outcome.reward),
                 max_reward=int(outcome.max_reward), box_z=round(float(outcome.box_z), 4),
                 steps=int(sim.step_count), steps_per_s=round(sim.step_count / wall, 1),
-                wall_s=round(wall, 2), chunks=chunks, chunks_refused=refused)
+                wall_s=round(wall, 2), chunks=chunks, chunks_refused=refused,
+                verdicts=dict(verdicts))
 
 
 def run_episodes(policy, emb: Embodiment, seeds: list[int], steps: int = 400,

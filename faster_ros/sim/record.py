@@ -103,7 +103,7 @@ def run_recovery_episode(
     from faster_ros.sim.policy_loop import drive
 
     sim.reset(seed=seed)
-    drive(sim, policy, emb, takeover, [], [sim.qpos()])
+    drive(sim, policy, emb, takeover, [], [sim.qpos()], latency_steps=0)
     return record_expert(sim, TransferCubeExpert(sim, steps), steps, render, frame_every)
 
 
