@@ -192,7 +192,8 @@ def test_state_history_policy_trains_saves_and_needs_the_history(tmp_path, toy_s
     model = FASTerVLA.from_pretrained(out, action_tokenizer=toy_setup)
     plain = FASTerVLA.from_pretrained(base, action_tokenizer=toy_setup)
     assert model.config.state_history_s == (0.2, 0.5) and not plain.config.state_history_s
-    assert json.loads((out / "policy.json").read_text())["provenance"]["init_from"]["steps"] == 2
+    source = json.loads((out / "policy.json").read_text())["provenance"]["init_from"]
+    assert source["steps"] == 2 and [r["steps"] for r in source["chain"]] == [2]  # the lineage
     for (name, a), b in zip(model.state_dict().items(), plain.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # lr 1e-12: unchanged
     proc = model.processor

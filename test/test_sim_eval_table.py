@@ -29,7 +29,7 @@ def test_table_names_tokenisation_tokens_and_training_cost(tmp_path):
     model.save_pretrained(tmp_path / "vla")
     facts = policy_facts(str(tmp_path / "vla"))
     assert facts == {"action_tokens": "bins", "tokens_per_chunk": cfg.tokens_per_chunk,
-                     "train_steps": 3000, "train_wall_s": 612.0}
+                     "train_steps": 3000, "train_wall_s": 612.0, "train_runs": 1}
     assert policy_facts("builtin:wave") == {}
     results = [dict(seed=s, strict_success=s < 3, builtin_success=s < 4, steps_per_s=20.0,
                     max_reward=4 if s < 4 else (2 if s < 6 else (1 if s < 7 else 0)))
@@ -44,6 +44,48 @@ def test_table_names_tokenisation_tokens_and_training_cost(tmp_path):
     assert "| 40% | 70% / 60% | 60.0 / 69.0 | 100.0 |" in row
     png = plot([str(path), str(path)], tmp_path / "success.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    # continued twice: the table counts the whole lineage, not the last run
+    model.provenance = {"steps": 2000, "wall_time_s": 300.0,
+                        "init_from": {"path": str(tmp_path / "vla"), "steps": 3000,
+                                      "wall_time_s": 612.0}}
+    model.save_pretrained(tmp_path / "vla2")
+    model.provenance = {"steps": 1000, "wall_time_s": 150.0,
+                        "init_from": {"path": str(tmp_path / "vla2"), "steps": 2000,
+                                      "wall_time_s": 300.0}}
+    model.save_pretrained(tmp_path / "vla3")
+    summary["policy"] = policy_facts(str(tmp_path / "vla3"))
+    assert summary["policy"]["train_runs"] == 3 and summary["policy"]["train_steps"] == 6000
+    path.write_text(json.dumps(summary))
+    assert "| 6000 (3 runs), 17.7 |" in table([str(path)])
+
+
+def test_lineage_follows_init_from_and_keeps_a_recorded_chain(tmp_path):
+    from faster_ros.policy.lineage import POLICY_FILE, totals, training_runs
+
+    def save(name, prov):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / POLICY_FILE).write_text(json.dumps({"provenance": prov}))
+        return str(tmp_path / name)
+
+    a = save("a", {"steps": 100, "wall_time_s": 10.0})
+    b = save("b", {"steps": 200, "wall_time_s": 20.0,
+                   "init_from": {"path": a, "steps": 100, "wall_time_s": 10.0}})
+    runs = training_runs(b)
+    assert [r["path"] for r in runs] == [b, a]
+    assert totals(runs) == {"runs": 2, "steps": 300, "wall_time_s": 30.0}
+    c = save("c", {"steps": 300, "wall_time_s": 30.0,
+                   "init_from": {"path": b, "steps": 200, "wall_time_s": 20.0,
+                                 "chain": training_runs(b)}})
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")
+    shutil.rmtree(tmp_path / "b")  # the runs are gone; the recorded chain is not
+    assert totals(training_runs(c)) == {"runs": 3, "steps": 600, "wall_time_s": 60.0}
+    d = save("d", {"steps": 50, "wall_time_s": 5.0,
+                   "init_from": {"path": b, "steps": 200, "wall_time_s": 20.0}})
+    assert totals(training_runs(d)) == {"runs": 2, "steps": 250, "wall_time_s": 25.0}  # b gone
+    assert training_runs(tmp_path / "nothing") == []
+    assert totals([]) == {"runs": 0, "steps": None, "wall_time_s": None}
 
 
 @pytest.mark.parametrize("no_stack", [False, True])

@@ -49,6 +49,7 @@ from faster_ros.policy.decoding import (
     block_inputs,
 )
 from faster_ros.policy.expert import ActionExpert
+from faster_ros.policy.lineage import POLICY_FILE
 from faster_ros.policy.locator import META as LOCATOR_META
 from faster_ros.policy.locator import ObjectLocator, spatial_softmax
 from faster_ros.policy.masks import block_causal_mask
@@ -62,7 +63,6 @@ from faster_ros.policy.processor import (
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 BACKBONE_CONFIG_FILE = "backbone_config.json"
-POLICY_FILE = "policy.json"
 
 
 class MotionPrior(nn.Module):

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from faster_ros.distributed import Distributed
 from faster_ros.policy.configuration import PRESETS, FASTerVLAConfig
 from faster_ros.policy.data import PolicyDataset, episode_stats, usable_episodes
+from faster_ros.policy.lineage import training_runs
 from faster_ros.policy.modeling import (
     POLICY_FILE,
     WEIGHTS_FILE,
@@ -281,7 +282,8 @@ def init_weights(model: FASTerVLA, source: str, held_eps: list, load: bool = Tru
             raise ValueError(f"--init-from {source}: weights do not match this policy (missing "
                              f"{missing[:3]}, unexpected {unexpected[:3]})")
     model.provenance["init_from"] = dict(path=str(directory), steps=prov.get("steps"),
-                                         wall_time_s=prov.get("wall_time_s"))
+                                         wall_time_s=prov.get("wall_time_s"),
+                                         chain=training_runs(directory))
 
 
 def fit_prior(model: FASTerVLA, episodes: list, steps: int, seed: int = 0,

@@ -248,17 +248,19 @@ def no_stack_chunks(results: list[dict]) -> dict:
 
 def policy_facts(model: str) -> dict:
     """What the table shows of a saved policy: its action tokenisation, tokens per chunk and
-    training steps / wall time (from its config.json and policy.json); {} for a builtin."""
+    training steps / wall time / runs over its whole lineage (its config.json and policy.json,
+    :func:`faster_ros.policy.lineage.training_runs`); {} for a builtin."""
     if model.startswith(BUILTIN_PREFIX):
         return {}
     from faster_ros.paths import model_path
     from faster_ros.policy.action_codecs import CODEC_FILE, is_codec_dir
     from faster_ros.policy.configuration import FASTerVLAConfig
+    from faster_ros.policy.lineage import totals, training_runs
 
     root = model_path(model)
     cfg = FASTerVLAConfig.load(root / "config.json")
     meta = json.loads((root / "policy.json").read_text())
-    prov = meta.get("provenance", {})
+    lineage = totals(training_runs(root))
     ref = meta.get("action_tokenizer", "")
     codec = root / ref
     kind = (json.loads((codec / CODEC_FILE).read_text())["kind"]
@@ -266,8 +268,9 @@ def policy_facts(model: str) -> dict:
     return {
         "action_tokens": kind,
         "tokens_per_chunk": cfg.tokens_per_chunk,
-        "train_steps": prov.get("steps"),
-        "train_wall_s": prov.get("wall_time_s"),
+        "train_steps": lineage["steps"],
+        "train_wall_s": lineage["wall_time_s"],
+        "train_runs": lineage["runs"],
     }
 
 
@@ -284,7 +287,9 @@ def table(paths: list[str]) -> str:
         lat = r["latency_ms"]
         pol = r.get("policy") or {}
         wall = pol.get("train_wall_s")
-        train = f"{pol.get('train_steps')}, {wall / 60:.1f}" if wall else "-"
+        runs = pol.get("train_runs", 1)
+        train = (f"{pol.get('train_steps')}{f' ({runs} runs)' if runs > 1 else ''}, "
+                 f"{wall / 60:.1f}" if wall else "-")
         st = r.get("stage_rates")
         stages = f"{st['touched']:.0%} / {st['lifted']:.0%}" if st else "-"
         lines.append(
