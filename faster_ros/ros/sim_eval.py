@@ -364,8 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         help="ROS_DOMAIN_ID (default: a free one, discovery on this machine only)",
     )
     p.add_argument("--no-stack", action="store_true",
-                   help="the policy drives the sim directly, synchronously, without ROS: a "
-                        "quick screen (about 1 s an episode), labelled 'no stack'")
+                   help="the policy drives the sim through the executor without ROS, the "
+                        "chunks delayed by the inference time: a quick screen (about 1 s an "
+                        "episode), labelled 'no stack'")
     p.add_argument("--table", nargs="+", metavar="RESULTS_JSON", help="print a comparison")
     p.add_argument("--plot", default=None, metavar="PNG", help="with --table: bar chart too")
     args = p.parse_args(argv)

@@ -10,7 +10,7 @@ the policy thinks), and the sim follows :class:`faster_ros.control.executor.Chun
 command at every step: the same anchoring, seam blend, gripper latches and safety gate (seam and
 rate checks, time scaling, rejection) as the executor node. A chunk that fails
 :func:`faster_ros.inference.chunk_problem` is refused before it reaches the executor, as the
-policy node refuses to publish it. 50 episodes take a few minutes here instead of 15. It answers
+policy node refuses to publish it. 50 episodes take 1-2 minutes here instead of 15. It answers
 "can this policy do the task at all" while training; the number that counts is the stack's
 (``sim-eval`` without ``--no-stack``), which its results are never mixed with (the label says
 "no stack"). Per-episode results have the schema of the sim robot's, plus the executor's
