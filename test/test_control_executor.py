@@ -147,8 +147,10 @@ def test_seam_disagreement_rejected_and_entirely_late_rejected():
     far[2] += 0.3
     r = ex.submit(_ramp(ARM, far, 0.1, speed=0.0), 0.1)
     assert not r.accepted and "joint3: seam jump 0.30 rad" in r.reasons[0]
+    assert r.refusal == "seam"
     r = ex.submit(_ramp(ARM, start, 0.0, h=4), 1.0)
     assert not r.accepted and r.reasons[0].startswith("chunk entirely late")
+    assert r.refusal == ""
     r = ex.submit(_ramp(ARM, start, 5.0, h=4), 1.0)
     assert not r.accepted and "in the future" in r.reasons[0]
     assert ex.status.rejected == 3

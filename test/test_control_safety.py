@@ -76,6 +76,7 @@ def test_too_fast_time_scaled_or_rejected():
     p[:, j] = -1.0 + 0.31 * np.arange(10)  # 9.3 rad/s: needs 3.1x > 2x
     r = gate.check(Chunk(p, 10.0, dt), p[0])
     assert not r.accepted and "needs 3.10x time scaling" in r.reasons[0]
+    assert r.refusal == "rate"
 
 
 def test_velocity_dims_rate_is_an_acceleration():

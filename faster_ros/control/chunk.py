@@ -91,6 +91,7 @@ class GateResult:
     interventions: int = 0
     clipped: int = 0  # values clipped into [lower, upper]
     time_scale: float = 1.0  # factor dt was stretched by (1.0: not scaled)
+    refusal: str = ""  # a rejection's kind: "seam", "rate" or "" (any other reason)
 
     def __post_init__(self) -> None:
         if self.action not in GATE_ACTIONS:
@@ -102,8 +103,8 @@ class GateResult:
             raise ValueError("GateResult: accepted, action and chunk disagree")
 
     @classmethod
-    def reject(cls, *reasons: str) -> GateResult:
-        return cls(accepted=False, action="rejected", reasons=tuple(reasons))
+    def reject(cls, *reasons: str, refusal: str = "") -> GateResult:
+        return cls(accepted=False, action="rejected", reasons=tuple(reasons), refusal=refusal)
 
     @property
     def summary(self) -> str:

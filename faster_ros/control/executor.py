@@ -473,7 +473,7 @@ class ChunkExecutor:
             seam = self.gate.check_seam(anchored.positions[0], current)
             if seam:
                 return GateResult.reject(*(f"policy disagrees with the current command: {s}"
-                                           for s in seam))
+                                           for s in seam), refusal="seam")
         # a large seam is closed over a longer window, at no more than SEAM_RATE_SHARE of the
         # rate limit (never longer than the chunk): the rate gate keeps the plan's own speed
         blend_time = min(catch_up_time(anchored.positions[0] - current, self.gate.max_rate,

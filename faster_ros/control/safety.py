@@ -217,7 +217,7 @@ class SafetyGate:
         if current_command is not None:
             reasons = self.check_seam(chunk.positions[0], current)
             if reasons:
-                return GateResult.reject(*reasons)
+                return GateResult.reject(*reasons, refusal="seam")
 
         # rate: stretch time, or reject
         factor = 1.0
@@ -230,7 +230,7 @@ class SafetyGate:
                 if need > self.max_time_scale:
                     return GateResult.reject(
                         f"{text}: needs {need:.2f}x time scaling, more than the allowed "
-                        f"{self.max_time_scale:.2f}x")
+                        f"{self.max_time_scale:.2f}x", refusal="rate")
                 factor = need * (1.0 + RATE_MARGIN)
                 notes.append(f"time-scaled {factor:.2f}x: {text}")
                 chunk = time_scale(chunk, factor)

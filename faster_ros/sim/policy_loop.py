@@ -96,20 +96,13 @@ def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list
             verdicts[verdict.action] += 1
             if not verdict.accepted:
                 refused += 1
-                verdicts[rejection_kind(verdict.reasons)] += 1
+                verdicts[f"rejected_{verdict.refusal or 'other'}"] += 1
         cmd = executor.command(now)
         if cmd.active:
             held = cmd.positions
         sim.step(held)
         past.append(sim.qpos())
     return chunks, refused
-
-
-def rejection_kind(reasons: tuple[str, ...]) -> str:
-    """"rejected_seam", "rejected_rate" or "rejected_other", from a rejection's first reason."""
-    first = reasons[0] if reasons else ""
-    kind = "seam" if "seam jump" in first else "rate" if "time scaling" in first else "other"
-    return f"rejected_{kind}"
 
 
 def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
