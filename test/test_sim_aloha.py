@@ -208,6 +208,7 @@ class _ChunkPolicy:
 
 def test_the_direct_loop_runs_chunks_through_the_executor_and_holds_on_a_bad_one(sim):
     from faster_ros.embodiment import load_embodiment
+    from faster_ros.ros.sim_eval import no_stack_chunks
     from faster_ros.sim.policy_loop import run_episode
 
     emb = load_embodiment("aloha_sim")
@@ -226,10 +227,13 @@ def test_the_direct_loop_runs_chunks_through_the_executor_and_holds_on_a_bad_one
     far[:, 1] = 10.0  # far past the limit: garbage, refused by the executor's gate
     r = run_episode(sim, _ChunkPolicy(far), emb, seed=3, steps=32, latencies_ms=[])
     assert r["chunks_refused"] == 2 and r["verdicts"]["rejected"] == 2
+    assert r["refused_by_policy"] == 0
     assert np.abs(sim.qpos() - q0).max() < 0.05  # held where it started
     nan = _ChunkPolicy(np.full((32, 14), np.nan))
     r = run_episode(sim, nan, emb, seed=3, steps=32, latencies_ms=[])
-    assert r["chunks_refused"] == 2 and r["verdicts"] == {"refused_by_policy": 2}
+    assert r["chunks_refused"] == r["refused_by_policy"] == 2
+    assert r["verdicts"] == {}  # never reached the executor
+    assert no_stack_chunks([r])["refused_by_policy"] == 2
     assert np.abs(sim.qpos() - nan.states[0]).max() < 0.05  # held where it started
 
 

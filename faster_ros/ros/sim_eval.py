@@ -241,7 +241,7 @@ def no_stack_chunks(results: list[dict]) -> dict:
     for r in results:
         for key, n in r.get("verdicts", {}).items():
             verdicts[key] = verdicts.get(key, 0) + n
-    by_policy = verdicts.pop("refused_by_policy", 0)
+    by_policy = sum(r.get("refused_by_policy", 0) for r in results)
     return {"published": sum(r["chunks"] for r in results) - by_policy,
             "refused_by_policy": by_policy, "executor_verdicts": verdicts}
 

@@ -23,6 +23,7 @@ import math
 import time
 from collections import Counter
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -44,26 +45,36 @@ def observe(sim: AlohaSim, emb: Embodiment,
                            instruction=emb.policy.instruction, stamp=sim.time)
 
 
+class Driven(NamedTuple):
+    """What :func:`drive` counted."""
+
+    chunks: int  # predicted
+    refused_by_policy: int  # the policy's own check (chunk_problem): never submitted
+    rejected_by_executor: int
+
+
 def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list[float],
           past: list[np.ndarray], command: np.ndarray | None = None,
           verdicts: Counter | None = None, latency_steps: int | None = None
-          ) -> tuple[int, int]:
+          ) -> Driven:
     """Let the policy drive the sim from its current step to step ``until`` through a fresh
-    executor: (chunks predicted, chunks refused by the policy check or the executor).
+    executor: how many chunks it predicted, how many the policy check refused and how many the
+    executor rejected.
 
     ``past`` holds the state at every step so far (the history a policy may condition on) and is
     appended to; each inference's wall time goes to ``latencies_ms``. ``command`` is what the
     robot was commanded until now (the scripted expert's last action when the policy takes over
     from it): the executor starts from it as from a teleoperator's command; without it the first
     chunk starts from the measured state, as at the start of an episode. ``verdicts`` counts the
-    executor's actions (ok, clipped, time_scaled, rejected) and the kind of each rejection.
+    executor's actions (ok, clipped, time_scaled, rejected) and the kind of each rejection; chunks
+    the policy check refused never reach the executor and are not in it.
     ``latency_steps`` fixes the delay from observation to executor (default: the inference's own
     wall time in control periods, rounded up)."""
     executor = ChunkExecutor(emb)
     lags = [round(lag / DT) for lag in state_history_of(policy)]
     execute = emb.control.execute_steps
     verdicts = Counter() if verdicts is None else verdicts
-    chunks = refused = 0
+    chunks = by_policy = by_executor = 0
     pending: list[tuple[int, Chunk]] = []  # (sim step it arrives at, chunk)
     next_obs = sim.step_count
     if command is not None:
@@ -84,8 +95,7 @@ def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list
             latencies_ms.append(seconds * 1e3)
             chunks += 1
             if chunk_problem(out, emb):
-                refused += 1
-                verdicts["refused_by_policy"] += 1
+                by_policy += 1
             else:
                 delay = math.ceil(seconds / DT) if latency_steps is None else latency_steps
                 pending.append((sim.step_count + delay, Chunk(
@@ -95,14 +105,14 @@ def drive(sim: AlohaSim, policy, emb: Embodiment, until: int, latencies_ms: list
             verdict = executor.submit(pending.pop(0)[1], now)
             verdicts[verdict.action] += 1
             if not verdict.accepted:
-                refused += 1
+                by_executor += 1
                 verdicts[f"rejected_{verdict.refusal or 'other'}"] += 1
         cmd = executor.command(now)
         if cmd.active:
             held = cmd.positions
         sim.step(held)
         past.append(sim.qpos())
-    return chunks, refused
+    return Driven(chunks, by_policy, by_executor)
 
 
 def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
@@ -111,15 +121,16 @@ def run_episode(sim: AlohaSim, policy, emb: Embodiment, seed: int, steps: int,
     start = time.perf_counter()
     past = [sim.reset(seed=seed)]
     verdicts: Counter = Counter()
-    chunks, refused = drive(sim, policy, emb, steps, latencies_ms, past, verdicts=verdicts)
+    driven = drive(sim, policy, emb, steps, latencies_ms, past, verdicts=verdicts)
     outcome = sim.outcome()
     wall = time.perf_counter() - start
     return dict(seed=seed, strict_success=bool(outcome.strict),
                 builtin_success=bool(outcome.builtin), final_reward=int(outcome.reward),
                 max_reward=int(outcome.max_reward), box_z=round(float(outcome.box_z), 4),
                 steps=int(sim.step_count), steps_per_s=round(sim.step_count / wall, 1),
-                wall_s=round(wall, 2), chunks=chunks, chunks_refused=refused,
-                verdicts=dict(verdicts))
+                wall_s=round(wall, 2), chunks=driven.chunks,
+                chunks_refused=driven.refused_by_policy + driven.rejected_by_executor,
+                refused_by_policy=driven.refused_by_policy, verdicts=dict(verdicts))
 
 
 def run_episodes(policy, emb: Embodiment, seeds: list[int], steps: int = 400,
