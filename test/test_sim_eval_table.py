@@ -1,13 +1,14 @@
 """sim-eval's summary and side-by-side table: interval, tokenisation and training cost columns."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from policy_helpers import tiny_policy
 
 from faster_ros.policy.action_codecs import BinningCodec
-from faster_ros.ros.sim_eval import main, plot, policy_facts, summarize, table
+from faster_ros.ros.sim_eval import load_row, main, paired, plot, policy_facts, summarize, table
 from faster_ros.stats import wilson_interval
 
 
@@ -97,3 +98,39 @@ def test_a_missing_model_is_refused_before_any_episode(tmp_path, capsys, no_stac
     assert stop.value.code == 2
     assert f"model directory not found: {missing}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _episodes(seeds, solved):
+    return [dict(seed=s, strict_success=s in solved, builtin_success=s in solved,
+                 steps_per_s=20.0, max_reward=4 if s in solved else 1) for s in seeds]
+
+
+def test_table_pools_seed_ranges_and_pairs_rows_on_shared_seeds(tmp_path):
+    def write(name, seeds, solved, lat, policy):
+        summary = summarize(_episodes(seeds, solved), lat, name, 10.0)
+        summary["policy"] = policy
+        (tmp_path / f"{name}.json").write_text(json.dumps(summary))
+        return str(tmp_path / f"{name}.json")
+
+    a1 = write("a", range(0, 10), {0, 1, 2, 3, 4, 5, 6, 7}, [40.0, 50.0], {"action_tokens": "x"})
+    a2 = write("a2", range(10, 20), {10, 11, 12, 13, 14, 15}, [60.0, 90.0],
+               {"action_tokens": "x"})
+    b1 = write("b", range(0, 10), {0, 1}, [80.0], {"action_tokens": "y"})
+    b2 = write("b2", range(10, 20), {10, 19}, [80.0], {"action_tokens": "y"})
+    pooled = load_row(f"{a1}+{a2}")
+    assert pooled["episodes"] == 20 and pooled["strict_successes"] == 14
+    assert pooled["strict_success_ci95"] == [round(v, 4) for v in wilson_interval(14, 20)]
+    assert pooled["latency_ms"]["chunks"] == 4 and pooled["latency_ms"]["mean"] == 60.0
+    assert pooled["latency_ms"]["p95"] == max(json.loads(Path(p).read_text())["latency_ms"]["p95"]
+                                              for p in (a1, a2))
+    # a pooled A (14/20) against a pooled B (4/20): 3 seeds both, 11 only A, 1 only B
+    c = paired(pooled, load_row(f"{b1}+{b2}"))
+    assert (c["seeds"], c["both"], c["only_a"], c["only_b"]) == (20, 3, 11, 1)
+    assert c["p"] == pytest.approx(2 * 13 / 2 ** 12)  # P(X <= 1 or X >= 11), X ~ B(12, 1/2)
+    text = table([f"{a1}+{a2}", f"{b1}+{b2}", b1])
+    assert "| 20 | 70% [" in text and "only the first on 11, only this one on 1" in text
+    assert "on their 10 shared seeds: both succeed on 2, only the first on 6" in text
+    with pytest.raises(ValueError, match="different policies"):
+        load_row(f"{a1}+{b2}")
+    with pytest.raises(ValueError, match=r"seeds \[0, 1"):
+        load_row(f"{a1}+{a1}")

@@ -274,8 +274,67 @@ def policy_facts(model: str) -> dict:
     }
 
 
+def load_row(spec: str) -> dict:
+    """One table row: a results.json, or several joined by ``+`` (the same policy on disjoint
+    seed ranges, e.g. run on two machines) pooled by :func:`pool`."""
+    parts = [json.loads(Path(p).read_text()) for p in spec.split("+")]
+    return parts[0] if len(parts) == 1 else pool(parts)
+
+
+def pool(parts: list[dict]) -> dict:
+    """Results of one policy on disjoint seed ranges as one: the episodes concatenated and the
+    rates and interval recomputed; the latency percentiles are the larger of the parts' (the raw
+    latencies are not kept), the mean is chunk-weighted. A ValueError names what does not match."""
+    facts = {json.dumps(r.get("policy") or {}, sort_keys=True) for r in parts}
+    if len(facts) > 1:
+        raise ValueError("sim-eval --table A+B: the parts are different policies "
+                         f"({', '.join(r['label'] for r in parts)})")
+    seen: set[int] = set()
+    for r in parts:
+        if seen & set(r["seeds"]):
+            raise ValueError(f"sim-eval --table A+B: seeds {sorted(seen & set(r['seeds']))} "
+                             f"are in two parts; pool disjoint seed ranges only")
+        seen |= set(r["seeds"])
+    results = [e for r in parts for e in r["results"]]
+    out = summarize(results, [], " + ".join(dict.fromkeys(r["label"] for r in parts)),
+                    sum(r["wall_s"] for r in parts))
+    lats = [r["latency_ms"] for r in parts if r["latency_ms"].get("chunks")]
+    n = sum(lat["chunks"] for lat in lats)
+    out["latency_ms"] = {
+        "chunks": n,
+        "mean": round(sum(lat["mean"] * lat["chunks"] for lat in lats) / n, 2) if n else None,
+        "p50": max(lat["p50"] for lat in lats) if n else None,
+        "p95": max(lat["p95"] for lat in lats) if n else None,
+    }
+    out.update(policy=parts[0].get("policy"), pooled_from=len(parts))
+    return out
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Strict successes of two results on the seeds both ran: how many both / only ``a`` / only
+    ``b`` solved, and the exact McNemar p-value (two-sided binomial test on the discordant
+    seeds: the chance of a split at least this uneven if neither policy were better)."""
+    from scipy.stats import binomtest
+
+    sa = {e["seed"]: bool(e["strict_success"]) for e in a["results"]}
+    sb = {e["seed"]: bool(e["strict_success"]) for e in b["results"]}
+    shared = sorted(sa.keys() & sb.keys())
+    only_a = sum(sa[s] and not sb[s] for s in shared)
+    only_b = sum(sb[s] and not sa[s] for s in shared)
+    discordant = only_a + only_b
+    p = binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
+    return dict(seeds=len(shared), both=sum(sa[s] and sb[s] for s in shared), only_a=only_a,
+                only_b=only_b, p=float(p))
+
+
+def pvalue(p: float) -> str:
+    return f"= {p:.3f}" if p >= 0.001 else "< 0.001"
+
+
 def table(paths: list[str]) -> str:
-    rows = [json.loads(Path(p).read_text()) for p in paths]
+    """A markdown table of results (``A.json+B.json`` pools seed ranges), then each row after the
+    first paired with the first on their shared seeds."""
+    rows = [load_row(p) for p in paths]
     lines = [
         "| policy | action tokens | tokens / chunk | training (steps, min) | episodes "
         "| strict success (95% CI) | built-in flag | touched / lifted | latency p50 / p95 (ms) "
@@ -299,6 +358,13 @@ def table(paths: list[str]) -> str:
             f"{r['builtin_success_rate']:.0%} | {stages} | {lat['p50']} / {lat['p95']} | "
             f"{r['wall_s']} |"
         )
+    for r in rows[1:]:
+        c = paired(rows[0], r)
+        if c["seeds"]:
+            lines.append(
+                f"\n{r['label']} against {rows[0]['label']} on their {c['seeds']} shared seeds: "
+                f"both succeed on {c['both']}, only the first on {c['only_a']}, only this one on "
+                f"{c['only_b']} (exact McNemar p {pvalue(c['p'])})")
     return "\n".join(lines)
 
 
@@ -310,7 +376,7 @@ def plot(paths: list[str], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(Path(p).read_text()) for p in paths]
+    rows = [load_row(p) for p in paths]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 3.6))
     bars = [("touched", [r.get("stage_rates", {}).get("touched", 0.0) for r in rows]),
@@ -367,7 +433,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="the policy drives the sim through the executor without ROS, the "
                         "chunks delayed by the inference time: a quick screen (about 1 s an "
                         "episode), labelled 'no stack'")
-    p.add_argument("--table", nargs="+", metavar="RESULTS_JSON", help="print a comparison")
+    p.add_argument("--table", nargs="+", metavar="RESULTS_JSON",
+                   help="print a comparison, each row paired with the first on their shared "
+                        "seeds (exact McNemar); A.json+B.json pools one policy's disjoint seed "
+                        "ranges into one row")
     p.add_argument("--plot", default=None, metavar="PNG", help="with --table: bar chart too")
     args = p.parse_args(argv)
     if args.table:
