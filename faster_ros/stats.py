@@ -46,3 +46,16 @@ def quantile_interval(values: Sequence[float], q: float,
     if not lows.size or not highs.size:
         return None
     return float(x[lows[-1]]), float(x[highs[0]])
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value of two policies on the same seeds, from the discordant
+    seeds (``only_a`` solved by A alone, ``only_b`` by B alone): the binomial chance of a split at
+    least this uneven if neither policy were better. 1.0 without a discordant seed."""
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"mcnemar_exact: counts must be >= 0, got {only_a}, {only_b}")
+    if not only_a + only_b:
+        return 1.0
+    from scipy.stats import binomtest  # here: importing scipy.stats costs start-up
+
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from faster_ros.stats import quantile_interval
+from faster_ros.stats import mcnemar_exact, quantile_interval
 
 
 def test_quantile_interval_covers_the_true_p95_at_the_stated_rate():
@@ -27,3 +27,12 @@ def test_quantile_interval_small_and_bad_inputs():
     assert (lo, hi) == (39.0, 60.0)
     with pytest.raises(ValueError, match="q and confidence"):
         quantile_interval([1.0, 2.0], 1.5)
+
+
+def test_mcnemar_exact_known_values():
+    # P(X <= 1 or X >= 11), X ~ B(12, 1/2)
+    assert mcnemar_exact(11, 1) == pytest.approx(2 * 13 / 2 ** 12)
+    assert mcnemar_exact(33, 16) == mcnemar_exact(16, 33) == pytest.approx(0.0213, abs=1e-4)
+    assert mcnemar_exact(5, 5) == 1.0 and mcnemar_exact(0, 0) == 1.0
+    with pytest.raises(ValueError, match="counts must be >= 0"):
+        mcnemar_exact(-1, 3)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from faster_ros.scripted_policy import BUILTIN_PREFIX
-from faster_ros.stats import wilson_interval
+from faster_ros.stats import mcnemar_exact, wilson_interval
 
 STAGES = {"touched": 1, "lifted": 2, "left_touch": 3}  # gym-aloha reward reached
 
@@ -312,19 +312,14 @@ def pool(parts: list[dict]) -> dict:
 
 def paired(a: dict, b: dict) -> dict:
     """Strict successes of two results on the seeds both ran: how many both / only ``a`` / only
-    ``b`` solved, and the exact McNemar p-value (two-sided binomial test on the discordant
-    seeds: the chance of a split at least this uneven if neither policy were better)."""
-    from scipy.stats import binomtest
-
+    ``b`` solved, and the exact McNemar p-value (:func:`faster_ros.stats.mcnemar_exact`)."""
     sa = {e["seed"]: bool(e["strict_success"]) for e in a["results"]}
     sb = {e["seed"]: bool(e["strict_success"]) for e in b["results"]}
     shared = sorted(sa.keys() & sb.keys())
     only_a = sum(sa[s] and not sb[s] for s in shared)
     only_b = sum(sb[s] and not sa[s] for s in shared)
-    discordant = only_a + only_b
-    p = binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
     return dict(seeds=len(shared), both=sum(sa[s] and sb[s] for s in shared), only_a=only_a,
-                only_b=only_b, p=float(p))
+                only_b=only_b, p=mcnemar_exact(only_a, only_b))
 
 
 def pvalue(p: float) -> str:
