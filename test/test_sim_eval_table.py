@@ -105,7 +105,7 @@ def _episodes(seeds, solved):
                  steps_per_s=20.0, max_reward=4 if s in solved else 1) for s in seeds]
 
 
-def test_table_pools_seed_ranges_and_pairs_rows_on_shared_seeds(tmp_path):
+def test_table_pools_seed_ranges_and_pairs_rows_on_shared_seeds(tmp_path, capsys):
     def write(name, seeds, solved, lat, policy):
         summary = summarize(_episodes(seeds, solved), lat, name, 10.0)
         summary["policy"] = policy
@@ -134,3 +134,12 @@ def test_table_pools_seed_ranges_and_pairs_rows_on_shared_seeds(tmp_path):
         load_row(f"{a1}+{b2}")
     with pytest.raises(ValueError, match=r"seeds \[0, 1"):
         load_row(f"{a1}+{a1}")
+    for bad, message in ((str(tmp_path / "none.json"), "No such file"),
+                         (f"{a1}+{b2}", "different policies")):
+        with pytest.raises(SystemExit) as stop:
+            main(["--table", bad])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    (tmp_path / "other.json").write_text(json.dumps({"label": "x"}))
+    with pytest.raises(SystemExit):
+        main(["--table", str(tmp_path / "other.json")])
+    assert "not a sim-eval results.json" in capsys.readouterr().err

@@ -435,9 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", default=None, metavar="PNG", help="with --table: bar chart too")
     args = p.parse_args(argv)
     if args.table:
-        print(table(args.table))
-        if args.plot:
-            print(f"plot: {plot(args.table, Path(args.plot))}")
+        try:
+            print(table(args.table))
+            if args.plot:
+                print(f"plot: {plot(args.table, Path(args.plot))}")
+        except (OSError, ValueError) as exc:  # a missing or unreadable file, a refused pool
+            p.error(f"--table: {exc}")
+        except KeyError as exc:
+            p.error(f"--table: not a sim-eval results.json (it has no {exc})")
         return 0
     if not args.model:
         p.error("--model is required (or --table)")
